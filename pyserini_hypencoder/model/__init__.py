@@ -1,0 +1,8 @@
+"""The Hypencoder model: q-nets, hyper head, backbone, checkpoints."""
+from .checkpoint import CheckpointError, load_backbone, load_hypencoder, save_hypencoder
+from .hyperhead import HyperHead
+from .hypencoder import Hypencoder
+from .qnet import QNetBatch, QNetSpec
+
+__all__ = ["CheckpointError", "HyperHead", "Hypencoder", "QNetBatch", "QNetSpec", "load_backbone",
+           "load_hypencoder", "save_hypencoder"]

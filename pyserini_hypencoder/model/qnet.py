@@ -1,0 +1,226 @@
+"""A batch of q-nets: per-query MLP weights that score document vectors.
+
+A q-net is ``L - 1`` dense blocks followed by a final linear layer without bias::
+
+    x_{j+1} = LN(act(x_j W_j + b_j)) (+ x_j, the residual)      j = 0 .. L-2
+    score   = x_{L-1} W_{L-1}
+
+LN has no affine parameters (eps 1e-5).  In bf16 mode the matrix products run in
+bf16 while bias, activation, layer norm, residual and the final product run in
+fp32, which keeps scores stable near the top-k boundary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ACTIVATIONS = {
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "gelu": F.gelu,
+    "leaky_relu": F.leaky_relu,
+}
+LAYER_NORM_EPS = 1e-5
+
+
+def get_activation(name: str):
+    """Return the activation function called ``name`` or raise a clear error."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}") from None
+
+
+@dataclass(frozen=True)
+class QNetSpec:
+    """Shape and block settings shared by every q-net a model produces."""
+
+    vector_dimensions: tuple
+    activation: str = "relu"
+    do_layer_norm: bool = True
+    do_residual: bool = True
+    do_residual_on_last: bool = False
+    layer_norm_before_residual: bool = True
+
+    def __post_init__(self):
+        dims = tuple(int(d) for d in self.vector_dimensions)
+        object.__setattr__(self, "vector_dimensions", dims)
+        if len(dims) < 2 or dims[-1] != 1:
+            raise ValueError(f"vector_dimensions must end in 1 and have at least 2 entries, got {list(dims)}")
+        get_activation(self.activation)
+        for j in range(len(dims) - 2):
+            if self.residual_at(j) and dims[j] != dims[j + 1]:
+                raise ValueError(
+                    f"residual connection at q-net block {j} needs equal dimensions, got {dims[j]} -> {dims[j + 1]}")
+
+    @property
+    def num_layers(self) -> int:
+        """Number of weight matrices (hidden blocks + final linear)."""
+        return len(self.vector_dimensions) - 1
+
+    @property
+    def input_dim(self) -> int:
+        return self.vector_dimensions[0]
+
+    def residual_at(self, j: int) -> bool:
+        last_block = j == len(self.vector_dimensions) - 3
+        return self.do_residual and (self.do_residual_on_last or not last_block)
+
+    def flops_per_document(self) -> int:
+        """Multiply-adds x 2 for scoring one document with one q-net."""
+        d = self.vector_dimensions
+        return 2 * sum(d[i] * d[i + 1] for i in range(len(d) - 1))
+
+    def to_converter_kwargs(self) -> dict:
+        return {
+            "vector_dimensions": list(self.vector_dimensions),
+            "activation_type": self.activation,
+            "do_layer_norm": self.do_layer_norm,
+            "do_residual": self.do_residual,
+            "do_residual_on_last": self.do_residual_on_last,
+            "layer_norm_before_residual": self.layer_norm_before_residual,
+        }
+
+    @classmethod
+    def from_converter_kwargs(cls, kwargs: dict, vector_dimensions: Optional[Sequence[int]] = None) -> "QNetSpec":
+        dims = vector_dimensions if vector_dimensions is not None else kwargs.get("vector_dimensions")
+        if dims is None:
+            raise ValueError("q-net vector_dimensions are not known")
+        return cls(
+            vector_dimensions=tuple(dims),
+            activation=kwargs.get("activation_type", "relu"),
+            do_layer_norm=kwargs.get("do_layer_norm", True),
+            do_residual=kwargs.get("do_residual", True),
+            do_residual_on_last=kwargs.get("do_residual_on_last", False),
+            layer_norm_before_residual=kwargs.get("layer_norm_before_residual", True),
+        )
+
+
+def _as_tensor(x: Union[np.ndarray, torch.Tensor], device, dtype) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    return x.to(device=device, dtype=dtype)
+
+
+class QNetBatch:
+    """Q q-nets, one per query, stored as stacked weights.
+
+    ``weights[i]`` has shape (Q, in_i, out_i) and ``biases[j]`` (Q, 1, out_j).
+    ``compute_dtype`` is the dtype of the matrix products (float32 or bfloat16);
+    ``detach=False`` keeps the graph so that training can backpropagate into the
+    hyper head through :meth:`forward`.
+    """
+
+    def __init__(self, weights: List[torch.Tensor], biases: List[torch.Tensor], spec: QNetSpec,
+                 compute_dtype: torch.dtype = torch.float32, detach: bool = True):
+        if len(weights) != spec.num_layers or len(biases) != spec.num_layers - 1:
+            raise ValueError("q-net weights/biases do not match the q-net spec")
+        self.spec = spec
+        self.compute_dtype = compute_dtype
+        self._act = get_activation(spec.activation)
+        if detach:  # inference: drop the autograd graph of the hyper head
+            weights, biases = [w.detach() for w in weights], [b.detach() for b in biases]
+        # Matrix products run in compute_dtype; the final (d -> 1) product stays fp32.
+        self.weights = [w.to(compute_dtype).contiguous() for w in weights[:-1]] + [weights[-1].float()]
+        self.biases = [b.float() for b in biases]
+
+    # -- basic properties -------------------------------------------------
+    def __len__(self) -> int:
+        return self.weights[0].shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.weights[0].device
+
+    @property
+    def input_dim(self) -> int:
+        return self.spec.input_dim
+
+    def __getitem__(self, index) -> "QNetBatch":
+        """Select q-nets by an int, slice or index tensor (keeps the batch axis)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return QNetBatch._from_parts([w[index] for w in self.weights], [b[index] for b in self.biases],
+                                     self.spec, self.compute_dtype)
+
+    @classmethod
+    def _from_parts(cls, weights, biases, spec, compute_dtype) -> "QNetBatch":
+        obj = cls.__new__(cls)
+        obj.spec, obj.compute_dtype, obj._act = spec, compute_dtype, get_activation(spec.activation)
+        obj.weights, obj.biases = list(weights), list(biases)
+        return obj
+
+    @classmethod
+    def concat(cls, batches: Sequence["QNetBatch"]) -> "QNetBatch":
+        first = batches[0]
+        n = len(first.weights)
+        weights = [torch.cat([b.weights[i] for b in batches]) for i in range(n)]
+        biases = [torch.cat([b.biases[i] for b in batches]) for i in range(n - 1)]
+        return cls._from_parts(weights, biases, first.spec, first.compute_dtype)
+
+    def to(self, device=None, compute_dtype: Optional[torch.dtype] = None) -> "QNetBatch":
+        dtype = compute_dtype or self.compute_dtype
+        weights = [w.to(device=device, dtype=dtype) for w in self.weights[:-1]] + [self.weights[-1].to(device)]
+        return QNetBatch._from_parts(weights, [b.to(device) for b in self.biases], self.spec, dtype)
+
+    # -- scoring ---------------------------------------------------------
+    def _block(self, j: int, h: torch.Tensor, x: Optional[torch.Tensor]) -> torch.Tensor:
+        """Bias, activation, layer norm and residual of dense block j, in fp32."""
+        y = self._act(h.float() + self.biases[j])
+        spec = self.spec
+        residual = x is not None and spec.residual_at(j)
+        if spec.do_layer_norm and (spec.layer_norm_before_residual or not residual):
+            y = F.layer_norm(y, y.shape[-1:], eps=LAYER_NORM_EPS)
+        if residual:
+            y = y + x.float()
+            if spec.do_layer_norm and not spec.layer_norm_before_residual:
+                y = F.layer_norm(y, y.shape[-1:], eps=LAYER_NORM_EPS)
+        return y
+
+    def _forward(self, first: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """Run the q-nets given the first product ``first`` = x0 W_0, shape (Q, M, out_0)."""
+        x = self._block(0, first, x0)
+        for j in range(1, len(self.weights) - 1):
+            h = torch.bmm(x.to(self.compute_dtype), self.weights[j])
+            x = self._block(j, h, x)
+        return torch.bmm(x, self.weights[-1]).squeeze(-1)
+
+    @torch.no_grad()
+    def score(self, doc_vectors: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
+        """Score N shared documents with every q-net: (N, d) -> (Q, N) float32."""
+        docs = _as_tensor(doc_vectors, self.device, self.compute_dtype)
+        if docs.ndim != 2 or docs.shape[1] != self.input_dim:
+            raise ValueError(f"expected document vectors of shape (N, {self.input_dim}), got {tuple(docs.shape)}")
+        q, n = len(self), docs.shape[0]
+        if n == 0:
+            return torch.empty(q, 0, dtype=torch.float32, device=self.device)
+        if len(self.weights) == 1:  # a q-net with no hidden block: a plain linear scorer
+            return torch.matmul(docs.float(), self.weights[0].squeeze(-1).T).T.contiguous()
+        w0 = self.weights[0]
+        out0 = w0.shape[2]
+        # One large GEMM for the first layer: (N, d) x (d, Q*out) -> (N, Q, out) -> (Q, N, out).
+        first = (docs @ w0.permute(1, 0, 2).reshape(self.input_dim, q * out0)).view(n, q, out0).transpose(0, 1)
+        x0 = docs.unsqueeze(0) if self.spec.residual_at(0) else None
+        return self._forward(first, x0)
+
+    @torch.no_grad()
+    def score_candidates(self, candidate_vectors: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
+        """Score each query's own candidates: (Q, K, d) -> (Q, K) float32."""
+        cands = _as_tensor(candidate_vectors, self.device, self.compute_dtype)
+        if cands.ndim != 3 or cands.shape[0] != len(self) or cands.shape[2] != self.input_dim:
+            raise ValueError(f"expected candidate vectors of shape ({len(self)}, K, {self.input_dim}), "
+                             f"got {tuple(cands.shape)}")
+        return self.forward(cands)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable scoring of (Q, M, d) inputs -> (Q, M); used in training."""
+        x = x.to(self.compute_dtype)
+        if len(self.weights) == 1:
+            return torch.bmm(x.float(), self.weights[0]).squeeze(-1)
+        first = torch.bmm(x, self.weights[0])
+        return self._forward(first, x)
