@@ -1,0 +1,62 @@
+"""The argument vocabulary shared by every CLI (Pyserini's flag names) and one-line error handling."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, Optional, Sequence
+
+# Exceptions that are the user's input problems: printed as one line, exit status 2, no traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+               PermissionError, KeyError)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def define_encoder_args(parser, *, default_encoder: Optional[str] = "default", batch_size: int = 64,
+                        max_length: Optional[int] = None, device: str = "cpu") -> None:
+    """``--encoder --batch-size --max-length --device --bf16 --threads --num-attention-heads``."""
+    parser.add_argument("--encoder", default=default_encoder, metavar="PATH_OR_ID",
+                        help="Hypencoder checkpoint directory, Hub id, or 'default' (the embedded model)")
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size, metavar="N")
+    parser.add_argument("--max-length", type=positive_int, default=max_length, metavar="TOKENS",
+                        help="truncation length (default: the model's setting)")
+    parser.add_argument("--device", default=device, help="torch device, e.g. cpu or cuda:0")
+    parser.add_argument("--bf16", action="store_true", help="bf16 matrix products (fp32 layer norms and scores)")
+    parser.add_argument("--fp16", dest="bf16", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads")
+    parser.add_argument("--num-attention-heads", type=positive_int, default=None, metavar="N",
+                        help="backbone head count when it cannot be inferred (default hidden/64)")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def set_threads(threads: Optional[int]) -> None:
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+
+
+def run_cli(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None,
+            prog: str = "pyserini_hypencoder") -> int:
+    """Run ``main``; a user error becomes ``prog: error: message`` on stderr and exit status 2."""
+    try:
+        return int(main(argv) or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
