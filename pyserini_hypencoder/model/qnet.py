@@ -26,6 +26,16 @@ ACTIVATIONS = {
     "leaky_relu": F.leaky_relu,
 }
 LAYER_NORM_EPS = 1e-5
+# In-place variants used by the inference fast path (same maths, no extra buffer).
+_INPLACE_ACTIVATIONS = {
+    "relu": torch.relu_,
+    "tanh": torch.tanh_,
+    "sigmoid": torch.sigmoid_,
+    "leaky_relu": lambda x: F.leaky_relu(x, inplace=True),
+}
+# Rows x width of the activations one q-net processes at a time in score()/score_candidates():
+# small enough that a block's bias, activation and layer norm run on cache-resident data.
+CHUNK_ELEMENTS = 2 ** 17
 
 
 def get_activation(name: str):
@@ -190,6 +200,37 @@ class QNetBatch:
             x = self._block(j, h, x)
         return torch.bmm(x, self.weights[-1]).squeeze(-1)
 
+    def chunk_rows(self) -> int:
+        """Rows scored per q-net call in the inference fast path."""
+        return max(64, CHUNK_ELEMENTS // max(self.spec.vector_dimensions))
+
+    def _score_rows(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Inference fast path: q-net ``i`` on contiguous rows ``x`` (M, d) in compute dtype -> (M,) fp32.
+
+        Same maths as :meth:`forward` but with 2-D products, the bias folded into the fp32 product,
+        and in-place activation and residual, so that each step touches one cache-resident buffer.
+        """
+        spec, cdt = self.spec, self.compute_dtype
+        act = _INPLACE_ACTIVATIONS.get(spec.activation)
+        h = x
+        for j in range(len(self.weights) - 1):
+            w, b = self.weights[j][i], self.biases[j][i]
+            inp = h if h.dtype == cdt else h.to(cdt)
+            if cdt == torch.float32:
+                y = torch.addmm(b, inp, w)
+            else:  # bf16 product, fp32 bias: promotion makes the sum fp32 in one pass
+                y = torch.mm(inp, w) + b
+            y = act(y) if act is not None else self._act(y)
+            residual = spec.residual_at(j)
+            if spec.do_layer_norm and (spec.layer_norm_before_residual or not residual):
+                y = F.layer_norm(y, y.shape[-1:], eps=LAYER_NORM_EPS)
+            if residual:
+                y.add_(h)
+                if spec.do_layer_norm and not spec.layer_norm_before_residual:
+                    y = F.layer_norm(y, y.shape[-1:], eps=LAYER_NORM_EPS)
+            h = y
+        return torch.mv(h, self.weights[-1][i][:, 0])
+
     @torch.no_grad()
     def score(self, doc_vectors: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
         """Score N shared documents with every q-net: (N, d) -> (Q, N) float32."""
@@ -201,12 +242,14 @@ class QNetBatch:
             return torch.empty(q, 0, dtype=torch.float32, device=self.device)
         if len(self.weights) == 1:  # a q-net with no hidden block: a plain linear scorer
             return torch.matmul(docs.float(), self.weights[0].squeeze(-1).T).T.contiguous()
-        w0 = self.weights[0]
-        out0 = w0.shape[2]
-        # One large GEMM for the first layer: (N, d) x (d, Q*out) -> (N, Q, out) -> (Q, N, out).
-        first = (docs @ w0.permute(1, 0, 2).reshape(self.input_dim, q * out0)).view(n, q, out0).transpose(0, 1)
-        x0 = docs.unsqueeze(0) if self.spec.residual_at(0) else None
-        return self._forward(first, x0)
+        docs = docs.contiguous()
+        out = torch.empty(q, n, dtype=torch.float32, device=self.device)
+        step = n if docs.is_cuda else self.chunk_rows()
+        for start in range(0, n, step):
+            chunk = docs[start:start + step]
+            for i in range(q):
+                out[i, start:start + step] = self._score_rows(i, chunk)
+        return out
 
     @torch.no_grad()
     def score_candidates(self, candidate_vectors: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
@@ -215,7 +258,16 @@ class QNetBatch:
         if cands.ndim != 3 or cands.shape[0] != len(self) or cands.shape[2] != self.input_dim:
             raise ValueError(f"expected candidate vectors of shape ({len(self)}, K, {self.input_dim}), "
                              f"got {tuple(cands.shape)}")
-        return self.forward(cands)
+        q, m = cands.shape[0], cands.shape[1]
+        if len(self.weights) == 1 or m == 0 or cands.is_cuda:
+            return self.forward(cands)
+        out = torch.empty(q, m, dtype=torch.float32, device=self.device)
+        step = self.chunk_rows()
+        for i in range(q):
+            rows = cands[i]
+            for start in range(0, m, step):
+                out[i, start:start + step] = self._score_rows(i, rows[start:start + step].contiguous())
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable scoring of (Q, M, d) inputs -> (Q, M); used in training."""

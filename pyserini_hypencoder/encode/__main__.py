@@ -1,0 +1,7 @@
+"""``python -m pyserini_hypencoder.encode input --corpus ... output --embeddings ... encoder --encoder ...``"""
+import sys
+
+from ..cli import run_cli
+from ._cli import PROG, main
+
+sys.exit(run_cli(main, None, prog=PROG))

@@ -1,0 +1,137 @@
+"""``python -m pyserini_hypencoder.encode input ... output ... encoder ...`` (Pyserini's grouped arguments) and
+``python -m pyserini_hypencoder.encode.merge``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Dict, List, Optional, Sequence
+
+from .. import cli
+from ..index import STORAGE_DTYPES
+
+logger = logging.getLogger(__name__)
+
+PROG = "python -m pyserini_hypencoder.encode"
+GROUPS = ("input", "output", "encoder")
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def build_parsers() -> Dict[str, argparse.ArgumentParser]:
+    parsers = {}
+    p = parsers["input"] = cli.ArgumentParser(prog=f"{PROG} input", description="the corpus to encode")
+    p.add_argument("--corpus", required=True, metavar="PATH",
+                   help="JSONL file or folder (Pyserini id/contents or BEIR _id/title/text; .gz too)")
+    p.add_argument("--fields", nargs="+", default=None, metavar="FIELD",
+                   help="fields to encode (default: title + text for BEIR records, contents for Pyserini ones)")
+    p.add_argument("--docid-field", default=None, metavar="FIELD", help="docid field (default: id, _id or docid)")
+    p.add_argument("--delimiter", default="\n", help="splits 'contents' into --fields (default: newline)")
+    p.add_argument("--shard-id", type=_non_negative_int, default=0, metavar="I")
+    p.add_argument("--shard-num", type=cli.positive_int, default=1, metavar="N")
+
+    p = parsers["output"] = cli.ArgumentParser(prog=f"{PROG} output", description="the index directory")
+    p.add_argument("--embeddings", required=True, metavar="DIR", help="index directory to write")
+    p.add_argument("--storage-dtype", choices=STORAGE_DTYPES, default="float32",
+                   help="dtype of the searched vectors (16-bit adds vectors.npy; 'index' stays float32)")
+    p.add_argument("--parquet", action="store_true", help="also write vectors.parquet (columns id, vector)")
+    p.add_argument("--chunk-size", type=cli.positive_int, default=4096, metavar="N",
+                   help="documents per resumable chunk (default 4096)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty index directory")
+    p.add_argument("--to-faiss", action="store_true", help=argparse.SUPPRESS)  # Pyserini's flag; always faiss
+
+    p = parsers["encoder"] = cli.ArgumentParser(prog=f"{PROG} encoder", description="the document encoder")
+    cli.define_encoder_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parsers
+
+
+def split_groups(argv: Sequence[str]) -> Dict[str, List[str]]:
+    """Split argv at the group words (``input``, ``output``, ``encoder``) as Pyserini's encode CLI does."""
+    groups: Dict[str, List[str]] = {}
+    current = None
+    for token in argv:
+        if token in GROUPS:
+            if token in groups:
+                raise ValueError(f"the '{token}' group is given twice")
+            current = token
+            groups[current] = []
+        elif current is None:
+            if token in ("-h", "--help"):
+                raise _Help()
+            raise ValueError(f"expected a group word ({', '.join(GROUPS)}) before {token!r}; "
+                             f"usage: {PROG} input --corpus PATH output --embeddings DIR [encoder --encoder ID]")
+        else:
+            groups[current].append(token)
+    for required in ("input", "output"):
+        if required not in groups:
+            raise ValueError(f"the '{required}' group is missing; "
+                             f"usage: {PROG} input --corpus PATH output --embeddings DIR [encoder --encoder ID]")
+    groups.setdefault("encoder", [])
+    return groups
+
+
+class _Help(Exception):
+    pass
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> Dict[str, argparse.Namespace]:
+    parsers = build_parsers()
+    try:
+        groups = split_groups(list(sys.argv[1:] if argv is None else argv))
+    except _Help:
+        print(f"usage: {PROG} input [input options] output [output options] [encoder [encoder options]]\n"
+              f"(each group has its own --help, e.g. {PROG} input --help)")
+        raise SystemExit(0)
+    return {name: parsers[name].parse_args(groups[name]) for name in GROUPS}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    inp, out, enc = args["input"], args["output"], args["encoder"]
+    cli.setup_logging()
+    cli.set_threads(enc.threads)
+    from ..index._writer import check_target
+    from ._corpus import JsonlCorpus, check_shard
+    from ._encode import encode_corpus
+    from pathlib import Path
+
+    # Everything the user can get wrong is checked before the model loads or anything is written.
+    check_shard(inp.shard_id, inp.shard_num)
+    check_target(Path(out.embeddings).expanduser(), overwrite=out.overwrite)
+    corpus = JsonlCorpus(inp.corpus, fields=inp.fields, docid_field=inp.docid_field, delimiter=inp.delimiter)
+    corpus.scan()
+
+    from ..encoders import HypencoderDocumentEncoder
+    encoder = HypencoderDocumentEncoder(enc.encoder, device=enc.device, max_length=enc.max_length, bf16=enc.bf16,
+                                        num_attention_heads=enc.num_attention_heads)
+    try:
+        path = encode_corpus(corpus, encoder, out.embeddings, encoder_name=enc.encoder, batch_size=enc.batch_size,
+                             chunk_size=out.chunk_size, storage_dtype=out.storage_dtype, shard_id=inp.shard_id,
+                             shard_num=inp.shard_num, overwrite=out.overwrite, parquet=out.parquet,
+                             progress=not enc.quiet)
+    except KeyboardInterrupt:
+        logger.warning("interrupted: completed chunks are kept; rerun the same command to resume")
+        raise
+    print(path)
+    return 0
+
+
+def merge_main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = cli.ArgumentParser(prog=f"{PROG}.merge", description="join shard indexes into one index")
+    parser.add_argument("--shards", nargs="+", required=True, metavar="DIR", help="shard index directories")
+    parser.add_argument("--output", required=True, metavar="DIR", help="index directory to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
+    args = parser.parse_args(argv)
+    cli.setup_logging()
+    from ..index import merge_indexes
+    print(merge_indexes(args.shards, args.output, overwrite=args.overwrite))
+    return 0

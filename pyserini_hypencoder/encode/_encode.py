@@ -1,0 +1,125 @@
+"""Encoding a corpus into an index directory: chunks of documents, sorted by length within a chunk (less
+padding), each completed chunk written to the writer's temporary directory so an interrupted run resumes."""
+from __future__ import annotations
+
+import logging
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, List, Optional, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..encoders import HypencoderDocumentEncoder
+from ..index import IndexWriter, export_parquet
+from ..index._writer import check_target
+from ._corpus import JsonlCorpus, Shard, check_shard
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 4096
+PARQUET_FILE = "vectors.parquet"
+
+
+class ChunkEncoder:
+    """Encodes a list of texts: tokenized once, sorted by token count, padded per batch, order restored."""
+
+    def __init__(self, encoder: HypencoderDocumentEncoder, *, batch_size: int = 64):
+        self.encoder = encoder
+        self.model = encoder.model
+        self.batch_size = int(batch_size)
+        self.pad_id = int(encoder.tokenizer.pad_token_id or 0)
+
+    def batches(self, texts: List[str]) -> List[Tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        """(positions in ``texts``, input_ids, attention_mask) per batch, longest documents first."""
+        texts = [t if t else " " for t in texts]  # an empty document still gets [CLS] [SEP]
+        ids = self.encoder.tokenizer(texts, truncation=True, max_length=self.encoder.max_length, padding=False,
+                                     return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(-lengths, kind="stable")
+        out = []
+        for start in range(0, len(order), self.batch_size):
+            positions = order[start:start + self.batch_size]
+            width = int(lengths[positions[0]])
+            input_ids = torch.full((len(positions), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(positions), width), dtype=torch.long)
+            for row, position in enumerate(positions):
+                n = int(lengths[position])
+                input_ids[row, :n] = torch.tensor(ids[position], dtype=torch.long)
+                mask[row, :n] = 1
+            out.append((positions, input_ids, mask))
+        return out
+
+    @torch.inference_mode()
+    def encode_batches(self, batches, count: int) -> np.ndarray:
+        vectors = np.empty((count, self.encoder.dimension), dtype=np.float32)
+        device = self.encoder.device
+        for positions, input_ids, mask in batches:
+            out = self.model.encode_passages(input_ids.to(device), mask.to(device), bf16=self.encoder.bf16)
+            vectors[positions] = out.float().cpu().numpy()
+        return vectors
+
+    def encode(self, texts: List[str]) -> np.ndarray:
+        """(len(texts), d) float32 vectors, in the order of ``texts``."""
+        if not texts:
+            return np.zeros((0, self.encoder.dimension), dtype=np.float32)
+        return self.encode_batches(self.batches(list(texts)), len(texts))
+
+
+def _chunks(records: Iterable[Tuple[str, str]], size: int):
+    records = iter(records)
+    while True:
+        chunk = list(islice(records, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def encoding_meta(encoder: HypencoderDocumentEncoder, encoder_name: str) -> dict:
+    """The encoder part of meta.json: what the search side checks against."""
+    model = encoder.model
+    return {"encoder": str(encoder_name), "encoder_fingerprint": encoder.fingerprint, "pooling": model.pooling,
+            "max_length": int(encoder.max_length), "bf16": bool(encoder.bf16),
+            "vector_dimensions": list(model.spec.vector_dimensions)}
+
+
+def encode_corpus(corpus: JsonlCorpus, encoder: HypencoderDocumentEncoder, out_dir, *, encoder_name: str,
+                  batch_size: int = 64, chunk_size: int = DEFAULT_CHUNK_SIZE, storage_dtype: str = "float32",
+                  shard_id: int = 0, shard_num: int = 1, overwrite: bool = False, parquet: bool = False,
+                  progress: bool = True) -> Path:
+    """Encode documents [start, stop) of the shard into the index directory ``out_dir``.
+
+    Resumable: rerunning the same command after an interruption continues from the last completed chunk and
+    gives the same index as an uninterrupted run (same chunks, same batches).
+    """
+    out_dir = Path(out_dir).expanduser()
+    check_shard(shard_id, shard_num)
+    if chunk_size < 1 or batch_size < 1:
+        raise ValueError("chunk and batch sizes must be positive")
+    check_target(out_dir, overwrite=overwrite)
+    total = corpus.size if corpus.size is not None else corpus.scan()
+    shard = Shard(shard_id, shard_num, total)
+    meta = encoding_meta(encoder, encoder_name)
+    meta["corpus"] = corpus.settings()
+    if shard_num > 1:
+        meta["shard"] = {"id": shard_id, "num": shard_num, "start": shard.start, "stop": shard.stop,
+                         "corpus_docs": total, "corpus": corpus.settings()}
+    if parquet:
+        meta["parquet"] = PARQUET_FILE
+    resume_key = {"corpus": corpus.fingerprint(), "shard": [shard_id, shard_num], "chunk_size": int(chunk_size),
+                  "batch_size": int(batch_size), "device": str(encoder.device)}
+    on_complete = (lambda tmp: export_parquet(tmp, tmp / PARQUET_FILE)) if parquet else None
+    chunker = ChunkEncoder(encoder, batch_size=batch_size)
+    writer = IndexWriter(out_dir, dimension=encoder.dimension, meta=meta, storage_dtype=storage_dtype,
+                         overwrite=overwrite, resume_key=resume_key, on_complete=on_complete)
+    with writer:
+        done = writer.num_added
+        logger.info("encoding %d documents (%d..%d of %d) into %s%s", shard.size, shard.start, shard.stop, total,
+                    out_dir, f", resuming after {done}" if done else "")
+        with tqdm(total=shard.size, initial=done, unit="doc", desc="encode", disable=not progress) as bar:
+            for chunk in _chunks(corpus.slice(shard.start + done, shard.stop), chunk_size):
+                docids = [docid for docid, _ in chunk]
+                writer.add(docids, chunker.encode([text for _, text in chunk]))
+                bar.update(len(chunk))
+    return out_dir

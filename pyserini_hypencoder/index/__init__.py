@@ -1,0 +1,13 @@
+"""The index directory: Pyserini's ``index`` (faiss IndexFlatIP) + ``docid``, plus ``meta.json`` and optional
+16-bit ``vectors.npy``; opened memory-mapped by :class:`DenseIndex`, written atomically by :class:`IndexWriter`.
+See docs/encoding.md for the format."""
+from ._export import export_parquet
+from ._format import (DOCID_FILE, FORMAT, INDEX_FILE, META_FILE, STORAGE_DTYPES, VECTORS_FILE, VERSION,
+                      IndexFormatError, IndexMismatchError, from_storage, to_storage)
+from ._merge import merge_indexes
+from ._reader import DenseIndex
+from ._writer import IndexWriter, partial_dir_for, write_index
+
+__all__ = ["DenseIndex", "IndexWriter", "write_index", "merge_indexes", "export_parquet", "IndexFormatError",
+           "IndexMismatchError", "partial_dir_for", "from_storage", "to_storage", "FORMAT", "VERSION", "INDEX_FILE",
+           "DOCID_FILE", "META_FILE", "VECTORS_FILE", "STORAGE_DTYPES"]

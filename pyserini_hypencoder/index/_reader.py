@@ -1,0 +1,182 @@
+"""DenseIndex: an index directory opened for search, with the vectors memory-mapped (never read whole)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Union
+
+import numpy as np
+import torch
+
+from ._format import (DOCID_FILE, INDEX_FILE, META_FILE, VECTORS_FILE, IndexFormatError, IndexMismatchError,
+                      read_flat_ip_header, read_meta, write_json_atomic)
+
+logger = logging.getLogger(__name__)
+
+
+def _read_docids(path: Path) -> List[str]:
+    if not path.is_file():
+        raise IndexFormatError(f"{path.parent}: index directory lacks the {path.name} file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\n").rstrip() for line in f]  # Pyserini right-strips each line
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexFormatError(f"{path}: unreadable docid file ({exc})") from None
+
+
+class DenseIndex:
+    """An index directory: ``docids``, ``meta`` and the (N, d) document vectors.
+
+    ``vectors`` is a read-only memory map: float32 rows inside the faiss ``index`` file, or ``vectors.npy``
+    (float16, or uint16 bfloat16 bits) for 16-bit storage.  ``block(start, stop)`` reads a slice as a tensor.
+    """
+
+    def __init__(self, path: Path, meta: Dict, docids: List[str], vectors: np.ndarray):
+        self.path = Path(path)
+        self.meta = meta
+        self.docids = docids
+        self._vectors = vectors
+        self._rows: Optional[Dict[str, int]] = None
+
+    # -- opening -----------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Union[str, Path], *, mmap: bool = True) -> "DenseIndex":
+        """Open an index directory; ``mmap=False`` reads the vectors into memory.  IndexFormatError if malformed."""
+        path = Path(path).expanduser()
+        if not path.exists():
+            raise IndexFormatError(f"{path}: no such index directory")
+        if not path.is_dir():
+            raise IndexFormatError(f"{path}: an index must be a directory, not a file")
+        meta = read_meta(path)
+        n, d, dtype = meta["num_docs"], meta["dimension"], meta["dtype"]
+        docids = _read_docids(path / DOCID_FILE)
+        if len(docids) != n:
+            raise IndexFormatError(f"{path / DOCID_FILE}: {len(docids)} docids, but meta.json says {n} documents")
+        if dtype == "float32":
+            vectors = cls._map_faiss(path / INDEX_FILE, n, d)
+        else:
+            vectors = cls._map_npy(path / VECTORS_FILE, n, d, dtype)
+        if not mmap:
+            vectors = np.array(vectors)
+        return cls(path, meta, docids, vectors)
+
+    @staticmethod
+    def _map_faiss(file: Path, n: int, d: int) -> np.ndarray:
+        if not file.is_file():
+            raise IndexFormatError(f"{file.parent}: index directory lacks the {file.name} file (faiss IndexFlatIP)")
+        fd, fn, offset = read_flat_ip_header(file)
+        if (fd, fn) != (d, n):
+            raise IndexFormatError(f"{file}: faiss index holds {fn} x {fd} vectors, meta.json says {n} x {d}")
+        if n == 0:
+            return np.zeros((0, d), dtype=np.float32)
+        return np.memmap(file, dtype=np.float32, mode="r", offset=offset, shape=(n, d))
+
+    @staticmethod
+    def _map_npy(file: Path, n: int, d: int, dtype: str) -> np.ndarray:
+        if not file.is_file():
+            raise IndexFormatError(f"{file.parent}: index directory lacks the {file.name} file ({dtype} vectors)")
+        try:
+            vectors = np.load(file, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise IndexFormatError(f"{file}: unreadable vectors file ({exc})") from None
+        expected = np.dtype(np.float16 if dtype == "float16" else np.uint16)
+        if vectors.dtype != expected or vectors.shape != (n, d):
+            raise IndexFormatError(f"{file}: holds {vectors.dtype} {vectors.shape}, meta.json says {dtype} ({n}, {d})")
+        return vectors
+
+    # -- properties --------------------------------------------------------------------------------
+    @property
+    def num_docs(self) -> int:
+        return len(self.docids)
+
+    def __len__(self) -> int:
+        return self.num_docs
+
+    @property
+    def dimension(self) -> int:
+        return int(self.meta["dimension"])
+
+    @property
+    def storage_dtype(self) -> str:
+        return str(self.meta["dtype"])
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """(N, d) read-only array: float32/float16 memmap, or uint16 holding bfloat16 bits."""
+        return self._vectors
+
+    @property
+    def structures(self) -> Dict:
+        """ANN structures recorded in meta.json (name -> description), e.g. ``{"graph": {...}}``."""
+        return dict(self.meta.get("structures") or {})
+
+    def __repr__(self) -> str:
+        return (f"DenseIndex({str(self.path)!r}, num_docs={self.num_docs}, dimension={self.dimension}, "
+                f"dtype={self.storage_dtype!r}, encoder={self.meta.get('encoder')!r})")
+
+    # -- reading -----------------------------------------------------------------------------------
+    def block(self, start: int, stop: int, *, device: Union[str, torch.device] = "cpu",
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Rows [start, stop) as a (stop - start, d) tensor of ``dtype`` on ``device`` (a copy)."""
+        start, stop = max(0, int(start)), min(self.num_docs, int(stop))
+        rows = np.array(self._vectors[start:max(start, stop)])  # a private, aligned copy
+        if rows.dtype == np.uint16:
+            tensor = torch.from_numpy(rows.view(np.int16)).view(torch.bfloat16)
+        else:
+            tensor = torch.from_numpy(rows)
+        return tensor.to(device=device, dtype=dtype)
+
+    def rows(self, rows: Union[np.ndarray, Iterable[int]], *, device="cpu", dtype=torch.float32) -> torch.Tensor:
+        """The given row positions (any order, no -1) as a (len(rows), d) tensor."""
+        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_docs):
+            raise IndexError(f"row positions must lie in [0, {self.num_docs})")
+        order = np.argsort(idx, kind="stable")  # sorted reads are kinder to a memory map
+        picked = np.empty((idx.size, self.dimension), dtype=self._vectors.dtype)
+        picked[order] = self._vectors[idx[order]]
+        if picked.dtype == np.uint16:
+            tensor = torch.from_numpy(picked.view(np.int16)).view(torch.bfloat16)
+        else:
+            tensor = torch.from_numpy(picked)
+        return tensor.to(device=device, dtype=dtype)
+
+    def rows_for(self, docids: Iterable[str]) -> np.ndarray:
+        """Row positions of ``docids`` as int64, -1 where a docid is not in the index."""
+        if self._rows is None:
+            self._rows = {docid: i for i, docid in enumerate(self.docids)}
+        rows = self._rows
+        return np.fromiter((rows.get(str(docid), -1) for docid in docids), dtype=np.int64)
+
+    # -- checks and updates ------------------------------------------------------------------------
+    def check_encoder(self, encoder_name: Optional[str], fingerprint: Optional[str], *, force: bool = False,
+                      dimension: Optional[int] = None) -> None:
+        """IndexMismatchError (naming both sides) if the index was built by other weights, unless ``force``.
+
+        Weights are compared by fingerprint (so the same model under another path matches).  A dimension
+        mismatch is always an error: the vectors cannot be scored by that model at all.
+        """
+        if dimension is not None and int(dimension) != self.dimension:
+            raise IndexMismatchError(f"{self.path}: the index holds {self.dimension}-d vectors, but the encoder "
+                                     f"{encoder_name!r} produces {dimension}-d vectors")
+        built_name, built_print = self.meta.get("encoder"), self.meta.get("encoder_fingerprint")
+        if not fingerprint or not built_print or fingerprint == built_print:
+            return
+        message = (f"{self.path}: the index was built with encoder {built_name!r} (fingerprint {built_print}), "
+                   f"not {encoder_name!r} (fingerprint {fingerprint})")
+        if force:
+            logger.warning("%s; searching anyway (forced)", message)
+            return
+        raise IndexMismatchError(message + "; pass the matching encoder, or force to search anyway")
+
+    def update_meta(self, **changes) -> None:
+        """Merge ``changes`` into meta.json (atomic rewrite); for recording ANN structures and the like."""
+        meta = dict(self.meta)
+        meta.update(changes)
+        write_json_atomic(self.path / META_FILE, meta)
+        self.meta = meta
+
+    def record_structure(self, name: str, info: Dict) -> None:
+        """Record an ANN structure (files and parameters) under meta.json ``"structures"``."""
+        structures = self.structures
+        structures[name] = info
+        self.update_meta(structures=structures)

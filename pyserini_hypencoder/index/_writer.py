@@ -1,0 +1,256 @@
+"""IndexWriter: builds an index directory chunk by chunk in a temporary directory beside the target, then
+renames it into place, so the target appears only when complete.  A resumable writer keeps its completed
+chunks when interrupted and picks them up when opened again with the same settings."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ._format import (DOCID_FILE, FORMAT, INDEX_FILE, META_FILE, VECTORS_FILE, VERSION, check_dtype,
+                      flat_ip_header, to_storage, write_json_atomic)
+
+logger = logging.getLogger(__name__)
+
+PARTIAL_FILE = "partial.json"
+_COPY_ROWS = 65536  # rows per read when assembling the final files
+
+
+def partial_dir_for(out_dir: Path) -> Path:
+    """The temporary directory a writer for ``out_dir`` builds in (hidden, beside the target)."""
+    return out_dir.parent / f".{out_dir.name}.partial"
+
+
+def check_target(out_dir: Path, *, overwrite: bool) -> None:
+    """FileExistsError unless ``out_dir`` is absent, an empty directory, or ``overwrite`` is set."""
+    if out_dir.exists() or out_dir.is_symlink():
+        if not out_dir.is_dir():
+            raise FileExistsError(f"{out_dir}: exists and is not a directory")
+        if any(out_dir.iterdir()) and not overwrite:
+            raise FileExistsError(f"{out_dir}: exists and is not empty (pass --overwrite to replace it)")
+
+
+class IndexWriter:
+    """Writes an index directory; use as a context manager and call ``add(docids, vectors)`` per chunk.
+
+    ``meta`` holds the encoder settings (encoder, encoder_fingerprint, pooling, max_length, bf16, ...); the
+    writer adds format, version, dimension, dtype and num_docs.  Vectors are given as float32 (N, d).
+    With ``resume_key`` (any JSON-able description of the run) the writer is resumable: an interrupted run
+    leaves its completed chunks in the temporary directory, and a writer opened with the same key, meta,
+    dimension and dtype continues after them (``num_added`` says how many documents are done).  Without it,
+    any failure removes the temporary directory.  ``on_complete(tmp_dir)`` runs once the index is complete in
+    the temporary directory, before it is renamed into place (to add files such as a Parquet export).
+    """
+
+    def __init__(self, out_dir: Union[str, Path], *, dimension: int, meta: Optional[Dict] = None,
+                 storage_dtype: str = "float32", overwrite: bool = False, resume_key=None,
+                 on_complete: Optional[Callable[[Path], None]] = None):
+        self.out_dir = Path(out_dir).expanduser()
+        self.dimension = int(dimension)
+        if self.dimension <= 0:
+            raise ValueError(f"dimension must be positive, got {dimension}")
+        self.storage_dtype = check_dtype(storage_dtype)
+        self.meta = dict(meta or {})
+        self.overwrite = bool(overwrite)
+        self.resumable = resume_key is not None
+        self.on_complete = on_complete
+        self._state = {"dimension": self.dimension, "storage_dtype": self.storage_dtype, "meta": self.meta,
+                       "resume_key": resume_key}
+        self.tmp_dir = partial_dir_for(self.out_dir)
+        self._chunks: List[int] = []
+        self._counts: List[int] = []
+        self._open = False
+        self.resumed_chunks = 0
+        check_target(self.out_dir, overwrite=self.overwrite)
+
+    # -- state -------------------------------------------------------------------------------------
+    @property
+    def num_added(self) -> int:
+        """Documents in completed chunks (after a resume: including those written by the earlier run)."""
+        return int(sum(self._counts))
+
+    @property
+    def num_chunks(self) -> int:
+        return len(self._chunks)
+
+    def _chunk_paths(self, number: int):
+        return self.tmp_dir / f"chunk-{number:06d}.npy", self.tmp_dir / f"chunk-{number:06d}.docid"
+
+    def open(self) -> "IndexWriter":
+        if self._open:
+            return self
+        if self.tmp_dir.exists():
+            if self.resumable and self._same_run():
+                self._load_chunks()
+            elif self.resumable and not self.overwrite:
+                raise FileExistsError(f"{self.tmp_dir}: an unfinished run with other settings is there; rerun it "
+                                      f"with its settings to resume, or pass --overwrite to start afresh")
+            else:
+                shutil.rmtree(self.tmp_dir)
+        if not self.tmp_dir.exists():
+            self.tmp_dir.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp_dir.mkdir()
+            write_json_atomic(self.tmp_dir / PARTIAL_FILE, self._state)
+        self._open = True
+        return self
+
+    def _same_run(self) -> bool:
+        try:
+            state = json.loads((self.tmp_dir / PARTIAL_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        # compare through JSON so tuples and lists compare equal
+        return state == json.loads(json.dumps(self._state))
+
+    def _load_chunks(self) -> None:
+        number = 0
+        while True:
+            vec_path, id_path = self._chunk_paths(number)
+            if not (vec_path.is_file() and id_path.is_file()):
+                break
+            with open(id_path, encoding="utf-8") as f:
+                count = sum(1 for _ in f)
+            self._chunks.append(number)
+            self._counts.append(count)
+            number += 1
+        for stray in self.tmp_dir.iterdir():  # half-written files of the interrupted chunk
+            if stray.name.startswith(".") or (stray.name.startswith("chunk-") and int(stray.name[6:12]) >= number):
+                stray.unlink()
+        self.resumed_chunks = number
+        if number:
+            logger.info("resuming %s: %d chunks (%d documents) already written", self.tmp_dir, number,
+                        self.num_added)
+
+    # -- writing -----------------------------------------------------------------------------------
+    def add(self, docids: Sequence[str], vectors) -> None:
+        """Write one chunk: ``len(docids)`` rows of float32 (N, d) vectors (numpy or torch)."""
+        if not self._open:
+            self.open()
+        if hasattr(vectors, "detach"):
+            vectors = vectors.detach().float().cpu().numpy()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        docids = [str(d) for d in docids]
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
+            raise ValueError(f"expected ({len(docids)}, {self.dimension}) vectors, got {vectors.shape}")
+        if vectors.shape[0] != len(docids):
+            raise ValueError(f"{len(docids)} docids for {vectors.shape[0]} vectors")
+        for docid in docids:
+            if not docid or docid != docid.strip() or "\n" in docid or "\r" in docid:
+                raise ValueError(f"docid {docid!r} is empty, has surrounding whitespace or a line break")
+        if not np.isfinite(vectors).all():
+            raise ValueError("vectors contain NaN or infinite values")
+        number = len(self._chunks)
+        vec_path, id_path = self._chunk_paths(number)
+        tmp_vec, tmp_ids = self.tmp_dir / f".{vec_path.name}", self.tmp_dir / f".{id_path.name}"
+        np.save(tmp_vec, vectors, allow_pickle=False)
+        os.replace(tmp_vec, vec_path)
+        tmp_ids.write_text("".join(d + "\n" for d in docids), encoding="utf-8")
+        os.replace(tmp_ids, id_path)  # the docid file last: a chunk is complete once it exists
+        self._chunks.append(number)
+        self._counts.append(len(docids))
+
+    # -- finishing ---------------------------------------------------------------------------------
+    def close(self) -> Path:
+        """Assemble the final files and rename the directory into place; returns the index path."""
+        if not self._open:
+            self.open()
+        n, d = self.num_added, self.dimension
+        tmp = self.tmp_dir
+        docids = self._write_docids(tmp / DOCID_FILE)
+        if len(set(docids)) != n:
+            seen, dup = set(), None
+            for docid in docids:
+                if docid in seen:
+                    dup = docid
+                    break
+                seen.add(docid)
+            raise ValueError(f"duplicate docid {dup!r}: every document needs a distinct id")
+        with open(tmp / INDEX_FILE, "wb") as f:
+            f.write(flat_ip_header(d, n))
+            for vectors in self._iter_chunks():
+                f.write(vectors.tobytes())
+        if self.storage_dtype != "float32":
+            np_dtype = np.float16 if self.storage_dtype == "float16" else np.uint16
+            out = np.lib.format.open_memmap(tmp / VECTORS_FILE, mode="w+", dtype=np_dtype, shape=(n, d))
+            row = 0
+            for vectors in self._iter_chunks():
+                for start in range(0, len(vectors), _COPY_ROWS):
+                    part = vectors[start:start + _COPY_ROWS]
+                    out[row:row + len(part)] = to_storage(part, self.storage_dtype)
+                    row += len(part)
+            out.flush()
+            del out
+        meta = dict(self.meta)
+        meta.update(format=FORMAT, version=VERSION, dimension=d, dtype=self.storage_dtype, num_docs=n)
+        write_json_atomic(tmp / META_FILE, meta)
+        if self.on_complete is not None:
+            self.on_complete(tmp)  # before the chunks go, so a failure here can still be resumed
+        for number in self._chunks:
+            for path in self._chunk_paths(number):
+                path.unlink()
+        (tmp / PARTIAL_FILE).unlink()
+        self._install()
+        self._open = False
+        logger.info("wrote %s: %d documents, %d-d, %s", self.out_dir, n, d, self.storage_dtype)
+        return self.out_dir
+
+    def _write_docids(self, path: Path) -> List[str]:
+        docids: List[str] = []
+        with open(path, "w", encoding="utf-8") as out:
+            for number in self._chunks:
+                with open(self._chunk_paths(number)[1], encoding="utf-8") as f:
+                    for line in f:
+                        out.write(line)
+                        docids.append(line.rstrip("\n"))
+        return docids
+
+    def _iter_chunks(self):
+        for number in self._chunks:
+            yield np.load(self._chunk_paths(number)[0], mmap_mode="r", allow_pickle=False)
+
+    def _install(self) -> None:
+        check_target(self.out_dir, overwrite=self.overwrite)  # it may have appeared meanwhile
+        old = None
+        if self.out_dir.exists() or self.out_dir.is_symlink():
+            old = self.out_dir.parent / f".{self.out_dir.name}.old-{os.getpid()}"
+            os.replace(self.out_dir, old)
+        os.replace(self.tmp_dir, self.out_dir)
+        if old is not None:
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+
+    def abort(self) -> None:
+        """Remove the temporary directory (a resumable writer keeps it instead, for the next run)."""
+        if self.tmp_dir.exists() and not self.resumable:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self._open = False
+
+    def __enter__(self) -> "IndexWriter":
+        return self.open()
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            try:
+                self.close()
+            except BaseException:
+                self.abort()
+                raise
+        else:
+            self.abort()
+        return False
+
+
+def write_index(out_dir: Union[str, Path], docids: Sequence[str], vectors, meta: Optional[Dict] = None,
+                storage_dtype: str = "float32", *, overwrite: bool = False) -> Path:
+    """Write a whole index at once (atomically)."""
+    vectors = vectors.detach().float().cpu().numpy() if hasattr(vectors, "detach") else np.asarray(vectors)
+    if vectors.ndim != 2:
+        raise ValueError(f"vectors must be (N, d), got shape {vectors.shape}")
+    with IndexWriter(out_dir, dimension=vectors.shape[1], meta=meta, storage_dtype=storage_dtype,
+                     overwrite=overwrite) as writer:
+        writer.add(docids, vectors)
+    return Path(out_dir)

@@ -1,0 +1,378 @@
+"""The main job, end to end, through the command lines: ``python -m pyserini_hypencoder.reproduce scifact|dl19``.
+
+scifact: BM25 (Pyserini Lucene, BEIR "flat": title + text in one field) index and run; the corpus encoded with the
+Hypencoder (``pyserini_hypencoder.encode``); exact q-net search of the test topics and a rerank of BM25's top 100
+(``pyserini_hypencoder.search``); trec_eval nDCG@10 and R@100 of all three runs.  The data comes from
+``../shared/data/scifact`` when that exists, otherwise BEIR's public SciFact zip is downloaded into
+``~/.cache/pyserini_hypencoder``.  Indexes (under ``indexes/``) and the BM25 run (under ``runs/``) are reused.
+
+dl19: rerank ``runs/bm25.trec`` of ``../shared/data/trec-dl-2019-passage-rerank`` (top 100; the candidates are
+encoded from ``corpus.jsonl``) and report trec_eval nDCG@10 beside BM25's.
+
+Every command is logged before it runs, so the output doubles as a recipe.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from .cli import ArgumentParser, positive_int, run_cli, setup_logging
+
+logger = logging.getLogger(__name__)
+
+PROG = "python -m pyserini_hypencoder.reproduce"
+REPO = Path(__file__).resolve().parents[1]
+BEIR_SCIFACT_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip"
+CACHE = Path(os.environ.get("PYSERINI_HYPENCODER_CACHE", Path.home() / ".cache" / "pyserini_hypencoder"))
+SHARED_NAMES = {"scifact": "scifact", "dl19": "trec-dl-2019-passage-rerank"}
+METRICS = {"ndcg_cut_10": "nDCG@10", "recall_100": "R@100"}
+
+
+# -- data ------------------------------------------------------------------------------------------------------------
+def shared_candidates(name: str) -> List[Path]:
+    """Where a ../shared dataset folder may be: $PYSERINI_HYPENCODER_SHARED, beside the repo, beside the cwd."""
+    folder = SHARED_NAMES[name]
+    roots = []
+    if os.environ.get("PYSERINI_HYPENCODER_SHARED"):
+        roots.append(Path(os.environ["PYSERINI_HYPENCODER_SHARED"]))
+    roots += [REPO.parent / "shared", Path.cwd().parent / "shared", Path.cwd() / "shared"]
+    return [root / "data" / folder for root in roots]
+
+
+def find_shared(name: str) -> Optional[Path]:
+    for path in shared_candidates(name):
+        if (path / "corpus.jsonl").is_file():
+            return path.resolve()
+    return None
+
+
+def download_scifact(cache: Path = CACHE) -> Path:
+    """BEIR SciFact in ``cache/scifact`` (downloaded once), with ``topics.test.tsv`` and ``qrels.test.txt`` added."""
+    target = cache / "scifact"
+    if not (target / "corpus.jsonl").is_file():
+        import urllib.error
+        import urllib.request
+        cache.mkdir(parents=True, exist_ok=True)
+        archive = cache / "scifact.zip"
+        logger.info("downloading BEIR SciFact from %s", BEIR_SCIFACT_URL)
+        tmp = archive.with_name(archive.name + ".part")
+        try:
+            with urllib.request.urlopen(BEIR_SCIFACT_URL, timeout=60) as response, open(tmp, "wb") as f:
+                while True:
+                    block = response.read(1 << 20)
+                    if not block:
+                        break
+                    f.write(block)
+        except (urllib.error.URLError, OSError) as exc:
+            tmp.unlink(missing_ok=True)
+            reason = getattr(exc, "reason", exc)
+            raise ValueError(f"no SciFact data: ../shared/data/scifact is absent and {BEIR_SCIFACT_URL} cannot be "
+                             f"downloaded ({reason}); connect to the network or set PYSERINI_HYPENCODER_SHARED") \
+                from None
+        os.replace(tmp, archive)
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(cache)  # BEIR's zip holds scifact/{corpus.jsonl,queries.jsonl,qrels/*.tsv}
+    add_trec_files(target, "test")
+    return target
+
+
+def add_trec_files(folder: Path, split: str) -> None:
+    """Write ``topics.<split>.tsv`` and ``qrels.<split>.txt`` from BEIR's ``queries.jsonl`` and ``qrels/<split>.tsv``."""
+    topics, qrels = folder / f"topics.{split}.tsv", folder / f"qrels.{split}.txt"
+    if topics.is_file() and qrels.is_file():
+        return
+    judged: Dict[str, List[tuple]] = {}
+    with open(folder / "qrels" / f"{split}.tsv", encoding="utf-8") as f:
+        for n, line in enumerate(f):
+            parts = line.rstrip("\n").split("\t")
+            if n == 0 and not parts[-1].lstrip("-").isdigit():
+                continue  # header
+            judged.setdefault(parts[0], []).append((parts[1], parts[2]))
+    with open(folder / "queries.jsonl", encoding="utf-8") as f:
+        texts = {str(q["_id"]): q["text"] for q in map(json.loads, f)}
+    with open(topics, "w", encoding="utf-8") as f:
+        f.writelines(f"{qid}\t{texts[qid]}\n" for qid in judged)
+    with open(qrels, "w", encoding="utf-8") as f:
+        f.writelines(f"{qid} 0 {doc} {rel}\n" for qid, docs in judged.items() for doc, rel in docs)
+
+
+def scifact_data(data: Optional[str]) -> Path:
+    if data:
+        path = Path(data)
+        if not (path / "corpus.jsonl").is_file():
+            raise FileNotFoundError(f"{path}: no corpus.jsonl (expected a BEIR-layout SciFact folder)")
+        if os.access(path, os.W_OK):
+            add_trec_files(path, "test")
+        return path.resolve()
+    return find_shared("scifact") or download_scifact()
+
+
+# -- running ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Step:
+    name: str
+    command: List[str]
+    seconds: float = 0.0
+    reused: bool = False
+    log: str = ""
+
+
+@dataclass
+class Report:
+    title: str
+    rows: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    steps: List[Step] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+
+def show(command: Sequence[str]) -> str:
+    return " ".join(shlex.quote(str(c)) for c in command).replace(shlex.quote(sys.executable), "python")
+
+
+def run(name: str, command: List[str], report: Report, *, outputs: Sequence[Path] = (), reuse: bool = False) -> Step:
+    """Run ``command`` (stderr passed through and kept), unless ``reuse`` and every output exists."""
+    step = Step(name, [str(c) for c in command])
+    report.steps.append(step)
+    if reuse and outputs and all(Path(p).exists() for p in outputs):
+        step.reused = True
+        logger.info("%s: reusing %s", name, ", ".join(map(str, outputs)))
+        return step
+    logger.info("%s: %s", name, show(step.command))
+    started = time.perf_counter()
+    proc = subprocess.Popen(step.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    kept = []
+    for raw in iter(lambda: proc.stderr.read1(4096) if hasattr(proc.stderr, "read1") else proc.stderr.read(4096),
+                    b""):
+        sys.stderr.buffer.write(raw)
+        sys.stderr.flush()
+        kept.append(raw)
+    stdout = proc.stdout.read().decode("utf-8", "replace")
+    proc.wait()
+    step.seconds = time.perf_counter() - started
+    step.log = b"".join(kept).decode("utf-8", "replace") + stdout
+    if proc.returncode != 0:
+        last = [line for line in step.log.splitlines() if line.strip()][-1:] or ["(no output)"]
+        raise RuntimeError(f"{name} failed (exit {proc.returncode}): {last[0].strip()}")
+    return step
+
+
+def run_into(name: str, target: Path, command_for, report: Report, *, reuse: bool = False) -> Step:
+    """Run ``command_for(tmp)`` writing to a temporary name beside ``target``, then rename it to ``target``."""
+    target = Path(target)
+    if reuse and target.exists():
+        return run(name, command_for(target), report, outputs=[target], reuse=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.partial")
+    if tmp.is_dir():
+        import shutil
+        shutil.rmtree(tmp)
+    elif tmp.exists():
+        tmp.unlink()
+    step = run(name, command_for(tmp), report)
+    step.command = command_for(target)  # what a user would type
+    if target.is_dir():
+        import shutil
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return step
+
+
+def python_m(module: str, *args) -> List[str]:
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def evaluate(qrels: Path, run_file: Path, metrics: Sequence[str]) -> Dict[str, float]:
+    """trec_eval (Pyserini's) ``-c`` with the given ``-m`` metrics -> ``{name: value}``."""
+    args = ["-c"]
+    for m in metrics:
+        args += ["-m", m]
+    command = python_m("pyserini.eval.trec_eval", *args, qrels, run_file)
+    logger.info("evaluate: %s", show(command))
+    proc = subprocess.run(command, capture_output=True, text=True)
+    values = {}
+    for line in proc.stdout.splitlines():
+        match = re.match(r"^(\S+)\s+all\s+([0-9.]+)\s*$", line)
+        if match:
+            values[match.group(1)] = float(match.group(2))
+    if proc.returncode != 0 or not values:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"trec_eval failed on {run_file}: {tail}")
+    return values
+
+
+def count_queries(run_file: Path) -> int:
+    with open(run_file, encoding="utf-8") as f:
+        return len({line.split()[0] for line in f if line.strip()})
+
+
+def search_timing(step: Step) -> Optional[float]:
+    """ms/query from the search CLI's closing log line."""
+    match = re.search(r"queries in [0-9.]+ s \(([0-9.]+) ms/query", step.log)
+    return float(match.group(1)) if match else None
+
+
+def encoder_tag(encoder: str) -> str:
+    """Short name for file names: the encoder's fingerprint (so an index from other weights is never reused)."""
+    from .encoders import model_fingerprint
+    from .model import load_hypencoder
+    name = Path(encoder).name if os.sep in encoder else encoder
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "model"
+    return f"{name}-{model_fingerprint(load_hypencoder(encoder))[:8]}"
+
+
+def encoder_flags(args) -> List[str]:
+    flags = ["--encoder", args.encoder, "--batch-size", str(args.batch_size)]
+    if not args.fp32:
+        flags.append("--bf16")
+    if args.threads:
+        flags += ["--threads", str(args.threads)]
+    return flags
+
+
+# -- the jobs --------------------------------------------------------------------------------------------------------
+def reproduce_scifact(args) -> Report:
+    data = scifact_data(args.data)
+    topics, qrels = data / "topics.test.tsv", data / "qrels.test.txt"
+    indexes, runs = Path(args.indexes_dir), Path(args.runs_dir)
+    tag = encoder_tag(args.encoder)
+    report = Report(f"SciFact test ({count_lines(topics)} queries, {count_lines(data / 'corpus.jsonl')} documents; "
+                    f"data: {data}; encoder: {args.encoder} [{tag}], {'fp32' if args.fp32 else 'bf16'})")
+
+    collection = indexes / "collections" / "scifact-flat"
+    lucene = indexes / "lucene.scifact-flat"
+    dense = indexes / f"scifact.hypencoder.{tag}"
+    bm25_run = runs / "run.scifact.bm25-flat.trec"
+    exact_run = runs / f"run.scifact.hypencoder.{tag}.exact.trec"
+    rerank_run = runs / f"run.scifact.bm25-flat.hypencoder.{tag}.rerank{args.rerank_depth}.trec"
+
+    if not (lucene.exists() and args.reuse):
+        write_flat_collection(data / "corpus.jsonl", collection / "docs.jsonl")
+    run_into("BM25 index", lucene, lambda out: python_m(
+        "pyserini.index.lucene", "--collection", "JsonCollection", "--input", collection, "--index", out,
+        "--generator", "DefaultLuceneDocumentGenerator", "--threads", args.threads or 2, "--storeRaw"),
+        report, reuse=args.reuse)
+    run_into("BM25 run", bm25_run, lambda out: python_m(
+        "pyserini.search.lucene", "--index", lucene, "--topics", topics, "--output", out, "--bm25",
+        "--hits", args.hits, "--threads", args.threads or 2, "--batch-size", 64),
+        report, reuse=args.reuse)
+    run("Hypencoder index", python_m("pyserini_hypencoder.encode", "input", "--corpus", data / "corpus.jsonl",
+                                     "--fields", "title", "text", "output", "--embeddings", dense,
+                                     "encoder", *encoder_flags(args)),
+        report, outputs=[dense / "meta.json"], reuse=args.reuse)
+    search_flags = ["--topics", topics, "--index", dense, *encoder_flags(args)]
+    exact = run("Hypencoder exact search", python_m("pyserini_hypencoder.search", *search_flags,
+                                                    "--hits", args.hits, "--output", exact_run), report)
+    rerank = run("BM25 + Hypencoder rerank", python_m("pyserini_hypencoder.search", *search_flags, "--rerank",
+                                                      bm25_run, "--rerank-depth", args.rerank_depth,
+                                                      "--output", rerank_run), report)
+    metrics = ["ndcg_cut.10", "recall.100"]
+    report.rows["BM25 flat (Pyserini Lucene)"] = evaluate(qrels, bm25_run, metrics)
+    report.rows[f"BM25 top {args.rerank_depth} reranked by Hypencoder"] = evaluate(qrels, rerank_run, metrics)
+    report.rows["Hypencoder exact search"] = evaluate(qrels, exact_run, metrics)
+    for step in (exact, rerank):
+        ms = search_timing(step)
+        if ms is not None:
+            report.notes.append(f"{step.name}: {ms:.1f} ms/query (query encoding included, model loading not)")
+    return report
+
+
+def reproduce_dl19(args) -> Report:
+    data = Path(args.data) if args.data else find_shared("dl19")
+    if data is None or not (data / "corpus.jsonl").is_file():
+        where = args.data or ", ".join(map(str, shared_candidates("dl19")))
+        raise FileNotFoundError(f"no TREC DL 2019 reranking set at {where} (it is built in ../shared/data only)")
+    tag = encoder_tag(args.encoder)
+    report = Report(f"TREC DL 2019 passage, reranking BM25 top {args.rerank_depth} ({count_lines(data / 'topics.test.tsv')} "
+                    f"queries; candidates encoded from {data / 'corpus.jsonl'}; encoder: {args.encoder} [{tag}], "
+                    f"{'fp32' if args.fp32 else 'bf16'})")
+    bm25_run, qrels = data / "runs" / "bm25.trec", data / "qrels.test.txt"
+    rerank_run = Path(args.runs_dir) / f"run.dl19-passage.bm25.hypencoder.{tag}.rerank{args.rerank_depth}.trec"
+    rerank = run("BM25 + Hypencoder rerank", python_m(
+        "pyserini_hypencoder.search", "--topics", data / "topics.test.tsv", "--rerank", bm25_run,
+        "--rerank-depth", args.rerank_depth, "--corpus", data / "corpus.jsonl", *encoder_flags(args),
+        "--output", rerank_run), report)
+    report.rows["BM25 (published run)"] = evaluate(qrels, bm25_run, ["ndcg_cut.10"])
+    report.rows[f"BM25 top {args.rerank_depth} reranked by Hypencoder"] = evaluate(qrels, rerank_run, ["ndcg_cut.10"])
+    ms = search_timing(rerank)
+    if ms is not None:
+        report.notes.append(f"rerank: {ms:.1f} ms/query (candidate encoding and query encoding included)")
+    return report
+
+
+def count_lines(path: Path) -> int:
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def write_flat_collection(corpus: Path, out: Path) -> None:
+    """BEIR corpus -> Pyserini JsonCollection ``{"id", "contents": "title text"}`` (BEIR "flat"), atomically."""
+    from .encoders import join_title
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(corpus, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as dst:
+        for line in src:
+            if line.strip():
+                doc = json.loads(line)
+                contents = join_title(doc.get("title") or "", doc.get("text") or "")
+                dst.write(json.dumps({"id": str(doc["_id"]), "contents": contents}) + "\n")
+    os.replace(tmp, out)
+
+
+def print_report(report: Report, file=sys.stdout) -> None:
+    names = [m for m in METRICS if any(m in row for row in report.rows.values())]
+    width = max(len(name) for name in report.rows) + 2
+    print(f"\n{report.title}", file=file)
+    print(f"{'run':<{width}}" + "".join(f"{METRICS[m]:>10}" for m in names), file=file)
+    for name, row in report.rows.items():
+        print(f"{name:<{width}}" + "".join(f"{row[m]:>10.4f}" if m in row else f"{'-':>10}" for m in names),
+              file=file)
+    for step in report.steps:
+        state = "reused" if step.reused else f"{step.seconds:.1f} s"
+        print(f"  {step.name}: {state}", file=file)
+    for note in report.notes:
+        print(f"  {note}", file=file)
+
+
+# -- CLI -------------------------------------------------------------------------------------------------------------
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description="Run the main job end to end and print trec_eval's numbers.")
+    parser.add_argument("dataset", choices=("scifact", "dl19"))
+    parser.add_argument("--data", metavar="DIR", help="dataset folder (default: ../shared/data/..., else download)")
+    parser.add_argument("--encoder", default="default", metavar="PATH_OR_ID", help="Hypencoder model (default)")
+    parser.add_argument("--fp32", action="store_true", help="fp32 instead of bf16 matrix products")
+    parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N")
+    parser.add_argument("--hits", type=positive_int, default=1000, metavar="K")
+    parser.add_argument("--rerank-depth", type=positive_int, default=100, metavar="N")
+    parser.add_argument("--indexes-dir", default="indexes", metavar="DIR")
+    parser.add_argument("--runs-dir", default="runs", metavar="DIR")
+    parser.add_argument("--no-reuse", dest="reuse", action="store_false",
+                        help="rebuild indexes and the BM25 run even when present")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    job = reproduce_scifact if args.dataset == "scifact" else reproduce_dl19
+    try:
+        report = job(args)
+    except RuntimeError as exc:
+        raise ValueError(str(exc)) from None
+    print_report(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, prog=PROG))

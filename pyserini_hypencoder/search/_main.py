@@ -1,0 +1,147 @@
+"""The search CLI: Pyserini's ``search.faiss`` flags over q-net search, plus ``--rerank RUN`` for reranking.
+
+    python -m pyserini_hypencoder.search --topics T --index DIR --output run.trec [--hits 1000] [--bf16]
+    python -m pyserini_hypencoder.search --topics T --rerank bm25.trec [--index DIR] [--corpus C | --lucene-index L]
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from tqdm import tqdm
+
+from ..cli import ArgumentParser, define_encoder_args, positive_int, set_threads, setup_logging
+from ..runfiles import OUTPUT_FORMATS, atomic_output, format_run_lines, read_run, read_topics
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RUNTAG = "Hypencoder"
+
+
+def _search_param(text: str) -> Tuple[str, object]:
+    if "=" not in text:
+        raise ValueError(f"--search-param expects NAME=VALUE, got {text!r}")
+    name, value = text.split("=", 1)
+    for kind in (int, float):
+        try:
+            return name.strip(), kind(value)
+        except ValueError:
+            pass
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return name.strip(), lowered == "true"
+    return name.strip(), value
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m pyserini_hypencoder.search",
+                            description="Search an index with Hypencoder q-nets, or rerank a first-stage run.")
+    parser.add_argument("--topics", required=True, metavar="FILE_OR_NAME",
+                        help="qid<TAB>query TSV, JSONL ({id,title} / {_id,text}), or a Pyserini topic name")
+    parser.add_argument("--index", metavar="DIR", help="index directory from pyserini_hypencoder.encode")
+    parser.add_argument("--output", required=True, metavar="FILE", help="run file to write")
+    parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="trec")
+    parser.add_argument("--hits", type=positive_int, default=1000, metavar="K", help="hits per query (1000)")
+    parser.add_argument("--remove-query", action="store_true", help="drop hits whose docid equals the qid")
+    parser.add_argument("--runtag", default=DEFAULT_RUNTAG, help=f"run tag, last TREC column ({DEFAULT_RUNTAG})")
+    parser.add_argument("--force", action="store_true",
+                        help="search an index whose meta.json names other encoder weights")
+    define_encoder_args(parser, batch_size=32)
+    search = parser.add_argument_group("search strategy")
+    search.add_argument("--search", choices=("exact", "graph", "ivf"), default="exact",
+                        help="exact scoring of every document (default), or an approximate structure of the index")
+    search.add_argument("--block-size", type=positive_int, default=None, metavar="N",
+                        help="documents per exact-scoring block (default: sized from the q-net width)")
+    search.add_argument("--search-param", type=_search_param, action="append", default=[], metavar="NAME=VALUE",
+                        help="keyword argument for the graph/ivf search function (repeatable)")
+    rerank = parser.add_argument_group("reranking (instead of full search)")
+    rerank.add_argument("--rerank", metavar="RUN",
+                        help="first-stage run to rerank (TREC 6 columns or MS MARCO 3/4 columns)")
+    rerank.add_argument("--rerank-depth", type=positive_int, default=100, metavar="N",
+                        help="candidates reranked per query (100); those below are dropped")
+    rerank.add_argument("--corpus", metavar="PATH",
+                        help="JSONL corpus (file or folder) with the text of candidates missing from --index")
+    rerank.add_argument("--lucene-index", metavar="DIR",
+                        help="Pyserini Lucene index (--storeRaw) with the text of candidates missing from --index")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def _check_args(args) -> None:
+    if args.rerank is None:
+        if args.index is None:
+            raise ValueError("--index is required (or --rerank RUN with --corpus/--lucene-index)")
+        if args.corpus or args.lucene_index:
+            raise ValueError("--corpus/--lucene-index are for reranking (--rerank RUN)")
+    elif args.search != "exact" or args.search_param:
+        raise ValueError("--search/--search-param apply to full search, not to --rerank")
+    if args.corpus and args.lucene_index:
+        raise ValueError("give one text source: --corpus or --lucene-index")
+    if args.rerank is not None and args.index is None and not (args.corpus or args.lucene_index):
+        raise ValueError("--rerank needs --index, --corpus or --lucene-index for candidate vectors")
+    if not args.runtag or any(c.isspace() for c in args.runtag):
+        raise ValueError(f"--runtag must be one non-empty word, got {args.runtag!r}")
+    if Path(args.output).is_dir():
+        raise IsADirectoryError(f"{args.output}: output is a directory")
+
+
+def _load_encoder(args):
+    from ..encoders import HypencoderQueryEncoder
+    return HypencoderQueryEncoder(args.encoder, device=args.device, max_length=args.max_length, bf16=args.bf16,
+                                  num_attention_heads=args.num_attention_heads)
+
+
+def _search(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple[str, float]]]:
+    from ._searcher import HypencoderSearcher
+    searcher = HypencoderSearcher(args.index, encoder, force=args.force, search=args.search,
+                                  search_params=dict(args.search_param), block_size=args.block_size)
+    qids = list(topics)
+    results: Dict[str, List[Tuple[str, float]]] = {}
+    # --remove-query drops hits after retrieval, as Pyserini does, so fetch one extra.
+    k = args.hits + 1 if args.remove_query else args.hits
+    for start in tqdm(range(0, len(qids), args.batch_size), desc="search", unit="batch", disable=None):
+        batch = qids[start:start + args.batch_size]
+        found = searcher.batch_search([topics[q] for q in batch], batch, k=k, threads=args.threads or 1)
+        for qid in batch:
+            results[qid] = [(h.docid, h.score) for h in found[qid]]
+    return results
+
+
+def _rerank(args, topics: Dict[str, str], encoder, run) -> Dict[str, List[Tuple[str, float]]]:
+    from .doctext import CorpusTexts, LuceneTexts
+    from .rerank import HypencoderReranker
+    texts = CorpusTexts(args.corpus) if args.corpus else LuceneTexts(args.lucene_index) if args.lucene_index else None
+    reranker = HypencoderReranker(encoder, index=args.index, texts=texts, force=args.force,
+                                  batch_size=args.batch_size)
+    return reranker.rerank(topics, run, depth=args.rerank_depth, threads=args.threads)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    _check_args(args)
+    set_threads(args.threads)
+    topics = read_topics(args.topics)
+    run = read_run(args.rerank) if args.rerank else None
+    if args.index:  # a malformed index fails before the model loads
+        from ..index import DenseIndex
+        args.index = DenseIndex.open(args.index)
+    encoder = _load_encoder(args)
+    started = time.perf_counter()
+    results = _rerank(args, topics, encoder, run) if run is not None else _search(args, topics, encoder)
+    elapsed = time.perf_counter() - started
+    lines = 0
+    with atomic_output(args.output) as f:
+        for qid, hits in results.items():
+            if args.remove_query:
+                hits = [h for h in hits if h[0] != qid]
+            for line in format_run_lines(qid, hits, output_format=args.output_format, tag=args.runtag,
+                                         max_hits=args.hits):
+                f.write(line)
+                lines += 1
+    logger.info("%s %d queries in %.1f s (%.1f ms/query, query encoding included); wrote %d lines to %s",
+                "reranked" if run is not None else "searched", len(results), elapsed,
+                1000 * elapsed / max(1, len(results)), lines, args.output)
+    return 0

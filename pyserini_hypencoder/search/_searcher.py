@@ -1,0 +1,202 @@
+"""HypencoderSearcher: Pyserini's ``FaissSearcher`` interface over q-net scoring of an index directory."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from pyserini.search.faiss import DenseSearchResult
+
+from ..index import DenseIndex
+from ..model.qnet import QNetBatch
+from .exact import exact_search
+
+logger = logging.getLogger(__name__)
+
+SEARCH_MODES = ("exact", "graph", "ivf")
+# Queries encoded and scored together inside batch_search (bounds memory for long query lists).
+QUERY_CHUNK = 64
+
+
+@contextlib.contextmanager
+def torch_threads(threads: Optional[int]):
+    """Use ``threads`` torch CPU threads inside the block (unchanged when None or not positive)."""
+    if not threads or threads <= 0:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _encoder_identity(encoder) -> Tuple[Optional[str], Optional[str]]:
+    name = getattr(encoder, "encoder_name", None)
+    fingerprint = getattr(encoder, "fingerprint", None)
+    return (str(name) if name is not None else None), (str(fingerprint) if fingerprint else None)
+
+
+def _encoder_dimension(encoder) -> Optional[int]:
+    model = getattr(encoder, "model", None)
+    spec = getattr(model, "spec", None)
+    return int(spec.input_dim) if spec is not None else None
+
+
+def open_index(index: Union[str, DenseIndex]) -> DenseIndex:
+    return index if isinstance(index, DenseIndex) else DenseIndex.open(index)
+
+
+def check_compatible(index: DenseIndex, query_encoder, *, force: bool = False) -> None:
+    """Dimension (always) and encoder fingerprint (unless ``force``) of ``index`` against ``query_encoder``."""
+    name, fingerprint = _encoder_identity(query_encoder)
+    dimension = _encoder_dimension(query_encoder)
+    index.check_encoder(name, fingerprint, force=force, dimension=dimension)
+    if fingerprint is None and index.meta.get("encoder_fingerprint") and not force:
+        raise ValueError(f"{index.path}: the query encoder has no fingerprint to compare with the index's "
+                         f"({index.meta['encoder_fingerprint']}); pass force to search anyway")
+
+
+class HypencoderSearcher:
+    """Search an index directory with q-nets, the way Pyserini's ``FaissSearcher`` searches a faiss index.
+
+    Parameters
+    ----------
+    index_dir : str, Path or DenseIndex
+        Index directory written by ``python -m pyserini_hypencoder.encode`` (``index``, ``docid``, ``meta.json``).
+    query_encoder : HypencoderQueryEncoder or str
+        The encoder (or a checkpoint path / ``"default"``, loaded on the CPU) that turns queries into q-nets.
+    force : bool
+        Search even when meta.json names other encoder weights (a dimension mismatch is always an error).
+    search : {"exact", "graph", "ivf"}
+        Exact scoring of every document, or an approximate strategy from :mod:`pyserini_hypencoder.ann`.
+    search_params : dict
+        Keyword arguments for the approximate strategy (e.g. its candidate and iteration counts).
+    block_size : int
+        Documents per scoring block in exact search (default: sized from the q-net width).
+    """
+
+    def __init__(self, index_dir, query_encoder, *, force: bool = False, search: str = "exact",
+                 search_params: Optional[dict] = None, block_size: Optional[int] = None):
+        if search not in SEARCH_MODES:
+            raise ValueError(f"unknown search strategy {search!r}; expected one of {', '.join(SEARCH_MODES)}")
+        self.index = open_index(index_dir)
+        if isinstance(query_encoder, str):
+            from ..encoders import HypencoderQueryEncoder
+            query_encoder = HypencoderQueryEncoder(query_encoder)
+        self.query_encoder = query_encoder
+        check_compatible(self.index, query_encoder, force=force)
+        self.search_mode = search
+        self.search_params = dict(search_params or {})
+        self.block_size = block_size
+        self._strategy = self._resolve_strategy(search)
+
+    # -- Pyserini's attributes ---------------------------------------------------------------------------------
+    @property
+    def docids(self) -> List[str]:
+        return self.index.docids
+
+    @property
+    def num_docs(self) -> int:
+        return self.index.num_docs
+
+    @property
+    def dimension(self) -> int:
+        return self.index.dimension
+
+    def __repr__(self) -> str:
+        return f"HypencoderSearcher({self.index!r}, search={self.search_mode!r})"
+
+    # -- strategies --------------------------------------------------------------------------------------------
+    def _resolve_strategy(self, search: str):
+        if search == "exact":
+            return None
+        try:
+            from .. import ann
+        except ImportError as exc:
+            raise ValueError(f"search={search!r} needs the pyserini_hypencoder.ann module, which cannot be "
+                             f"imported ({exc})") from None
+        function = getattr(ann, f"{search}_search", None)
+        if function is None:
+            raise ValueError(f"pyserini_hypencoder.ann has no {search}_search function")
+        has = getattr(ann, f"has_{search}", None)
+        if has is not None and not has(self.index):
+            raise ValueError(f"{self.index.path}: the index has no {search} structure; run: "
+                             f"python -m pyserini_hypencoder.index --index {self.index.path} --add {search}")
+        return function
+
+    def _top(self, qnets: QNetBatch, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        """(scores, rows) of the k best documents per q-net, ties at the k-th place resolved by docid."""
+        if self._strategy is not None:
+            scores, rows = self._strategy(qnets, self.index, k, **self.search_params)
+            return _as_numpy(scores), _as_numpy(rows)
+        n = self.index.num_docs
+        want = min(k, n)
+        depth = min(n, want + 8)
+        while True:
+            scores, rows = exact_search(qnets, self.index, depth, block_size=self.block_size)
+            # The k-th score shared with the last one kept: a tie may reach past the cut; fetch deeper.
+            if depth >= n or not bool((scores[:, want - 1] == scores[:, -1]).any()):
+                return _as_numpy(scores), _as_numpy(rows)
+            depth = min(n, depth * 2)
+
+    def _results(self, scores: np.ndarray, rows: np.ndarray, k: int) -> List[DenseSearchResult]:
+        docids = self.index.docids
+        hits = [(docids[r], float(s)) for s, r in zip(scores.tolist(), rows.tolist())
+                if r >= 0 and np.isfinite(s)]
+        hits.sort(key=lambda h: (-h[1], h[0]))
+        return [DenseSearchResult(docid, score) for docid, score in hits[:k]]
+
+    def _encode(self, queries: Sequence[Union[str, QNetBatch]]) -> QNetBatch:
+        if all(isinstance(q, QNetBatch) for q in queries):
+            return QNetBatch.concat(list(queries))
+        if any(isinstance(q, QNetBatch) for q in queries):
+            raise ValueError("mix of query texts and pre-encoded q-nets in one batch")
+        return self.query_encoder.encode_batch(list(queries))
+
+    def _search_qnets(self, qnets: QNetBatch, k: int) -> List[List[DenseSearchResult]]:
+        if self.index.num_docs == 0:
+            return [[] for _ in range(len(qnets))]
+        scores, rows = self._top(qnets, k)
+        return [self._results(scores[i], rows[i], k) for i in range(len(qnets))]
+
+    # -- Pyserini's API ----------------------------------------------------------------------------------------
+    def search(self, query: Union[str, QNetBatch], k: int = 10, threads: int = 1) -> List[DenseSearchResult]:
+        """The ``k`` best documents for one query (text or a pre-encoded q-net), best first."""
+        _check_k(k)
+        with torch_threads(threads):
+            qnets = self._encode([query])
+            if len(qnets) != 1:
+                raise ValueError(f"search() takes one query, got {len(qnets)} q-nets; use batch_search")
+            return self._search_qnets(qnets, k)[0]
+
+    def batch_search(self, queries: Sequence[Union[str, QNetBatch]], q_ids: Sequence[str], k: int = 10,
+                     threads: int = 1) -> Dict[str, List[DenseSearchResult]]:
+        """``{qid: hits}`` for many queries, encoded and scored together in chunks."""
+        _check_k(k)
+        queries, q_ids = list(queries), [str(q) for q in q_ids]
+        if len(queries) != len(q_ids):
+            raise ValueError(f"{len(queries)} queries but {len(q_ids)} query ids")
+        if len(set(q_ids)) != len(q_ids):
+            raise ValueError("duplicate query ids in batch_search")
+        results: Dict[str, List[DenseSearchResult]] = {}
+        with torch_threads(threads):
+            for start in range(0, len(queries), QUERY_CHUNK):
+                chunk = queries[start:start + QUERY_CHUNK]
+                for qid, hits in zip(q_ids[start:start + QUERY_CHUNK], self._search_qnets(self._encode(chunk), k)):
+                    results[qid] = hits
+        return results
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+
+
+def _as_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
+    return np.asarray(x)

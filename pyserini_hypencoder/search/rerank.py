@@ -1,0 +1,146 @@
+"""Rerank a first-stage run with q-nets: each query's top ``depth`` candidates are rescored and reordered.
+
+Candidates beyond the depth are dropped (the output holds at most ``depth`` hits per query).  Candidate vectors
+come from a dense index; candidates the index lacks (or every candidate, without an index) are encoded from
+their text, taken from a JSONL corpus or a Pyserini Lucene index's stored raw documents.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..index import DenseIndex
+from ..runfiles import RunEntry
+from ._searcher import check_compatible, open_index, torch_threads
+
+logger = logging.getLogger(__name__)
+
+Hits = List[Tuple[str, float]]
+DOC_BATCH = 32
+
+
+class HypencoderReranker:
+    """Rescore per-query candidate sets with :meth:`QNetBatch.score_candidates`.
+
+    Parameters
+    ----------
+    query_encoder : HypencoderQueryEncoder
+        Turns queries into q-nets; its model also encodes candidates that need encoding.
+    index : str, Path or DenseIndex, optional
+        Dense index holding candidate vectors (checked against the encoder like the searcher does).
+    texts : CorpusTexts or LuceneTexts, optional
+        Where to find the text of candidates the index lacks.
+    force : bool
+        Use an index built by other encoder weights.
+    batch_size : int
+        Queries per q-net batch (documents are encoded in batches of the same size).
+    """
+
+    def __init__(self, query_encoder, *, index=None, texts=None, force: bool = False, batch_size: int = 32,
+                 doc_max_length: Optional[int] = None):
+        self.query_encoder = query_encoder
+        self.index: Optional[DenseIndex] = open_index(index) if index is not None else None
+        if self.index is not None:
+            check_compatible(self.index, query_encoder, force=force)
+        self.texts = texts
+        self.batch_size = int(batch_size)
+        self.doc_max_length = doc_max_length
+        self._doc_encoder = None
+
+    # -- candidate vectors -------------------------------------------------------------------------------------
+    def _document_encoder(self):
+        if self._doc_encoder is None:
+            from ..encoders import HypencoderDocumentEncoder
+            enc = self.query_encoder
+            self._doc_encoder = HypencoderDocumentEncoder(enc.model, device=str(enc.device), bf16=enc.bf16,
+                                                          max_length=self.doc_max_length)
+        return self._doc_encoder
+
+    def candidate_vectors(self, docids: Sequence[str]) -> Dict[str, np.ndarray]:
+        """float32 vectors for ``docids``: from the index where present, otherwise encoded from text."""
+        docids = list(dict.fromkeys(docids))
+        vectors: Dict[str, np.ndarray] = {}
+        missing = docids
+        if self.index is not None and docids:
+            rows = self.index.rows_for(docids)
+            present = [i for i, r in enumerate(rows) if r >= 0]
+            if present:
+                found = self.index.rows(rows[present]).numpy()
+                for j, i in enumerate(present):
+                    vectors[docids[i]] = found[j]
+            missing = [d for d, r in zip(docids, rows) if r < 0]
+        if missing:
+            vectors.update(self._encode_texts(missing))
+        return vectors
+
+    def _encode_texts(self, docids: List[str]) -> Dict[str, np.ndarray]:
+        where = "in the index" if self.index is not None else "encoded (no index given)"
+        if self.texts is None:
+            raise ValueError(f"{len(docids)} candidate documents are not {where} and there is no text source "
+                             f"(--corpus or --lucene-index), e.g. {', '.join(docids[:3])}")
+        texts = self.texts.texts(docids)
+        unknown = [d for d in docids if d not in texts]
+        if unknown:
+            raise ValueError(f"{len(unknown)} candidate documents are unknown to the index and to the text source "
+                             f"{getattr(self.texts, 'path', '')}, e.g. {', '.join(unknown[:3])}")
+        logger.info("encoding %d candidate documents from their text", len(docids))
+        encoder = self._document_encoder()
+        out: Dict[str, np.ndarray] = {}
+        # Sorting by length keeps padding small; results go back by docid.
+        order = sorted(docids, key=lambda d: len(texts[d]))
+        for start in tqdm(range(0, len(order), DOC_BATCH), desc="encode candidates", unit="batch",
+                          disable=None):
+            batch = order[start:start + DOC_BATCH]
+            for docid, vec in zip(batch, encoder.encode([texts[d] for d in batch])):
+                out[docid] = vec
+        return out
+
+    # -- reranking ---------------------------------------------------------------------------------------------
+    def rerank(self, queries: Mapping[str, str], run: Mapping[str, Sequence[RunEntry]], *, depth: int = 100,
+               threads: Optional[int] = None) -> Dict[str, Hits]:
+        """``{qid: [(docid, score), ...]}`` best first for each query that has candidates.
+
+        ``run`` is ``{qid: entries in rank order}`` (see :func:`pyserini_hypencoder.runfiles.read_run`); only its
+        first ``depth`` entries per query are reranked and the rest dropped.  Queries of the run without a topic
+        are ignored (with a warning); topics without candidates are skipped.
+        """
+        if depth <= 0:
+            raise ValueError(f"rerank depth must be positive, got {depth}")
+        qids = [qid for qid in queries if run.get(qid)]
+        if not qids:
+            raise ValueError("no query of the topics has candidates in the run (do the query ids match?)")
+        unknown = [qid for qid in run if qid not in queries]
+        if unknown:
+            logger.warning("%d queries of the run have no topic and are ignored, e.g. %s", len(unknown),
+                           ", ".join(unknown[:3]))
+        skipped = len(queries) - len(qids)
+        if skipped:
+            logger.info("%d topics have no candidates in the run and are skipped", skipped)
+        candidates = {qid: [e.docid for e in run[qid][:depth]] for qid in qids}
+        results: Dict[str, Hits] = {}
+        with torch_threads(threads):
+            vectors = self.candidate_vectors([d for qid in qids for d in candidates[qid]])
+            for start in tqdm(range(0, len(qids), self.batch_size), desc="rerank", unit="batch", disable=None):
+                chunk = qids[start:start + self.batch_size]
+                qnets = self.query_encoder.encode_batch([queries[q] for q in chunk])
+                scores = self._score(qnets, [candidates[q] for q in chunk], vectors)
+                for qid, row in zip(chunk, scores):
+                    hits = list(zip(candidates[qid], row))
+                    hits.sort(key=lambda h: (-h[1], h[0]))
+                    results[qid] = hits
+        return results
+
+    @staticmethod
+    def _score(qnets, candidate_lists: List[List[str]], vectors: Dict[str, np.ndarray]) -> List[List[float]]:
+        """Scores of each query's own candidates (padded to the longest list, padding discarded)."""
+        width = max(len(c) for c in candidate_lists)
+        dim = next(iter(vectors.values())).shape[0]
+        stacked = np.zeros((len(candidate_lists), width, dim), dtype=np.float32)
+        for i, cands in enumerate(candidate_lists):
+            stacked[i, :len(cands)] = np.stack([vectors[d] for d in cands])
+        scores = qnets.score_candidates(torch.from_numpy(stacked)).float().cpu().numpy()
+        return [scores[i, :len(c)].tolist() for i, c in enumerate(candidate_lists)]

@@ -1,0 +1,122 @@
+"""The bi-encoder control: the same backbone, pooled query and passage vectors, dot/cosine scoring.
+
+With a frozen backbone the trainable part is a linear query projection (h x h, initialised to the
+identity, so training starts from the zero-shot backbone); with an unfrozen backbone everything trains.
+It exposes the same feature methods as :class:`Hypencoder` so the trainer and the feature cache
+treat both alike.  Saved as ``config.json`` + ``biencoder.safetensors`` (+ backbone when fine-tuned).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..model.checkpoint import load_backbone
+from ..model.hypencoder import autocast, pool
+
+KIND = "pyserini-hypencoder-biencoder"
+
+
+class BiEncoder(nn.Module):
+    def __init__(self, backbone: nn.Module, tokenizer, *, pooling: str = "mean", normalize: bool = True,
+                 scale: float = 20.0, settings: Optional[dict] = None):
+        super().__init__()
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.normalize = normalize
+        self.scale = float(scale)
+        h = backbone.config.hidden_size
+        self.query_projection = nn.Linear(h, h)
+        with torch.no_grad():
+            self.query_projection.weight.copy_(torch.eye(h))
+            self.query_projection.bias.zero_()
+        self.settings = dict(settings or {})
+
+    @property
+    def hidden_size(self) -> int:
+        return self.backbone.config.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.query_projection.weight.device
+
+    def passage_encoder(self) -> nn.Module:
+        return self.backbone
+
+    def query_states(self, input_ids, attention_mask, bf16: bool = False):
+        with autocast(bf16, input_ids.device):
+            return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def encode_passages(self, input_ids, attention_mask, bf16: bool = False):
+        return pool(self.query_states(input_ids, attention_mask, bf16).float(), attention_mask, self.pooling)
+
+    # -- scoring ------------------------------------------------------------
+    def query_vectors(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q = self.query_projection(pool(states.float(), mask, self.pooling))
+        return F.normalize(q, dim=-1) if self.normalize else q
+
+    def passage_side(self, vectors: torch.Tensor) -> torch.Tensor:
+        return F.normalize(vectors.float(), dim=-1) if self.normalize else vectors.float()
+
+    def score_all(self, q: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
+        """(B, h) x (N, h) -> (B, N); raw similarities (the loss applies ``scale``)."""
+        return q @ self.passage_side(docs).T
+
+    def score_own(self, q: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bh,bmh->bm", q, self.passage_side(items))
+
+    # -- persistence ---------------------------------------------------------
+    def save(self, out_dir, *, include_backbone: bool = False) -> Path:
+        from safetensors.torch import save_file
+        out = Path(out_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            state = {f"query_projection.{k}": v.detach().cpu().contiguous()
+                     for k, v in self.query_projection.state_dict().items()}
+            save_file(state, str(tmp / "biencoder.safetensors"))
+            if include_backbone:
+                self.backbone.save_pretrained(str(tmp / "backbone"))
+                self.tokenizer.save_pretrained(str(tmp / "backbone"))
+            config = {"kind": KIND, "pooling": self.pooling, "normalize": self.normalize, "scale": self.scale,
+                      "backbone": "backbone" if include_backbone else self.settings.get("backbone"),
+                      "settings": self.settings}
+            (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    @classmethod
+    def load(cls, path) -> "BiEncoder":
+        from safetensors.torch import load_file
+        path = Path(path)
+        config = json.loads((path / "config.json").read_text())
+        if config.get("kind") != KIND:
+            raise ValueError(f"{path}: not a bi-encoder directory")
+        source = config["backbone"]
+        backbone, tokenizer, _ = load_backbone(str(path / source) if source == "backbone" else source)
+        model = cls(backbone, tokenizer, pooling=config["pooling"], normalize=config["normalize"],
+                    scale=config["scale"], settings=config.get("settings"))
+        state = load_file(str(path / "biencoder.safetensors"))
+        model.query_projection.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items()})
+        return model.eval()
+
+
+def is_biencoder_dir(path) -> bool:
+    p = Path(str(path)) / "config.json"
+    try:
+        return p.is_file() and json.loads(p.read_text()).get("kind") == KIND
+    except (OSError, json.JSONDecodeError):
+        return False

@@ -1,0 +1,124 @@
+"""Disk cache of frozen-backbone features: passage vectors and query token states.
+
+With a frozen backbone the expensive part of training is running the backbone; its outputs
+depend only on (backbone weights, text, max length, pooling), so they are computed once and
+stored under ``cache_dir/<key>.pt``.  The key hashes the backbone fingerprint, the kind of
+feature, the max length, the pooling and every text in order.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..model.hypencoder import Hypencoder, pool
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE_DIR = Path(os.environ.get("PYSERINI_HYPENCODER_CACHE",
+                                        Path.home() / ".cache" / "pyserini_hypencoder" / "features"))
+
+
+def backbone_fingerprint(module: torch.nn.Module) -> str:
+    """sha256 (16 hex) over the backbone's weights; cached on the module."""
+    cached = getattr(module, "_feature_fingerprint", None)
+    if cached:
+        return cached
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    module._feature_fingerprint = digest.hexdigest()[:16]
+    return module._feature_fingerprint
+
+
+def feature_key(fingerprint: str, kind: str, max_length: int, texts: Sequence[str], extra: str = "") -> str:
+    digest = hashlib.sha256(f"{fingerprint}|{kind}|{max_length}|{extra}|{len(texts)}".encode())
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\0")
+    return f"{kind}-{digest.hexdigest()[:24]}"
+
+
+def _load(path: Path):
+    if path.exists():
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # a broken cache file is recomputed, not fatal
+            logger.warning("ignoring unreadable cache file %s (%s)", path, exc)
+    return None
+
+
+def _save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, str(tmp))
+    os.replace(tmp, path)
+
+
+def _batches(texts: Sequence[str], batch_size: int):
+    """Indices in length order (less padding), cut into batches."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+@torch.no_grad()
+def passage_vectors(model: Hypencoder, texts: Sequence[str], *, max_length: int, batch_size: int = 32,
+                    cache_dir: Optional[Path] = DEFAULT_CACHE_DIR, bf16: bool = False, desc: str = "passages"
+                    ) -> torch.Tensor:
+    """Pooled passage vectors (N, h) float32 of the model's passage encoder, cached on disk."""
+    texts = [t if t else " " for t in texts]
+    key = feature_key(backbone_fingerprint(model.passage_encoder()), "passages", max_length, texts,
+                      f"{model.pooling}|bf16={bf16}")
+    path = Path(cache_dir) / f"{key}.pt" if cache_dir else None
+    if path is not None and (hit := _load(path)) is not None:
+        logger.info("passage vectors from cache %s", path)
+        return hit
+    out = torch.zeros(len(texts), model.hidden_size)
+    device = model.device
+    with tqdm(total=len(texts), desc=desc, unit="doc") as bar:
+        for idx in _batches(texts, batch_size):
+            batch = model.tokenizer([texts[i] for i in idx], padding="longest", truncation=True,
+                                    max_length=max_length, return_tensors="pt")
+            vec = model.encode_passages(batch["input_ids"].to(device), batch["attention_mask"].to(device), bf16=bf16)
+            out[idx] = vec.float().cpu()
+            bar.update(len(idx))
+    if path is not None:
+        _save(out, path)
+    return out
+
+
+@torch.no_grad()
+def query_states(model: Hypencoder, texts: Sequence[str], *, max_length: int, batch_size: int = 64,
+                 cache_dir: Optional[Path] = DEFAULT_CACHE_DIR, bf16: bool = False, desc: str = "queries") -> dict:
+    """Query token states ``{"states": (Q, n, h) float32, "mask": (Q, n) long}`` padded to the longest, cached."""
+    key = feature_key(backbone_fingerprint(model.backbone), "qstates", max_length, texts, f"bf16={bf16}")
+    path = Path(cache_dir) / f"{key}.pt" if cache_dir else None
+    if path is not None and (hit := _load(path)) is not None:
+        logger.info("query states from cache %s", path)
+        return hit
+    tok = model.tokenizer(list(texts), padding="longest", truncation=True, max_length=max_length,
+                          return_tensors="pt")
+    ids, mask = tok["input_ids"], tok["attention_mask"]
+    states = torch.zeros(ids.shape[0], ids.shape[1], model.hidden_size)
+    device = model.device
+    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
+        sl = slice(start, start + batch_size)
+        width = int(mask[sl].sum(1).max())  # trim this batch's padding
+        s = model.query_states(ids[sl, :width].to(device), mask[sl, :width].to(device), bf16)
+        states[sl, :width] = s.float().cpu()
+    result = {"states": states, "mask": mask.long()}
+    if path is not None:
+        _save(result, path)
+    return result
+
+
+def mean_pool(features: dict) -> torch.Tensor:
+    """Masked-mean query vectors from cached token states."""
+    return pool(features["states"], features["mask"], "mean")

@@ -1,0 +1,78 @@
+"""Argument parsing for ``python -m pyserini_hypencoder.train``: every config field is also a flag."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from typing import Optional, Sequence
+
+from ..cli import run_cli, setup_logging
+from .config import TrainConfig
+
+
+def _bool(text: str) -> bool:
+    t = text.lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _int_list(text: str):
+    try:
+        return [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+
+
+def _str_list(text: str):
+    return [x for x in text.split(",") if x]
+
+
+def _parser_for(field: dataclasses.Field):
+    hint = str(field.type)
+    if "List[int]" in hint:
+        return _int_list, "INTS"
+    if "List[str]" in hint:
+        return _str_list, "PATHS"
+    if "bool" in hint:
+        return _bool, "BOOL"
+    if "int" in hint:
+        return int, "N"
+    if "float" in hint:
+        return float, "X"
+    return str, "VALUE"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pyserini_hypencoder.train",
+                                description="Train a Hypencoder (or the bi-encoder control). Settings come from "
+                                            "--config (YAML or JSON); any flag below overrides the file.")
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --output-dir/checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="discard an existing run in --output-dir")
+    p.add_argument("--verbose", action="store_true")
+    group = p.add_argument_group("settings (override the config file)")
+    for f in dataclasses.fields(TrainConfig):
+        conv, metavar = _parser_for(f)
+        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=conv, metavar=metavar, default=None)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    cfg = TrainConfig.load(args.config, overrides)
+    from .trainer import Trainer
+    summary = Trainer(cfg, resume=args.resume, overwrite=args.overwrite).train()
+    print(f"trained {summary['steps']} steps in {summary['train_seconds']} s; best dev {summary['best_dev']:.4f} "
+          f"at step {summary['best_step']}; model: {cfg.output_dir}/best and {cfg.output_dir}/final")
+    return 0
+
+
+def cli(argv: Optional[Sequence[str]] = None) -> int:
+    from ..model.checkpoint import CheckpointError  # noqa: F401  (a ValueError: reported as a user error)
+    return run_cli(main, argv, prog="pyserini_hypencoder.train")

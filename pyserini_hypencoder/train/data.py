@@ -1,0 +1,276 @@
+"""Training data: the original JSONL format, or BEIR corpus/queries/qrels plus a first-stage run.
+
+Everything becomes a :class:`TrainingData`: a table of query texts, a table of passage texts,
+and one :class:`Example` per query (positive passage rows, hard-negative rows in first-stage
+order, optional teacher scores).  Rows index the tables, so frozen-backbone features can be
+cached once per table.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..encoders import join_title
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Example:
+    query: int                      # row in TrainingData.query_texts
+    positives: List[int]            # passage rows
+    negatives: List[int]            # passage rows, best first-stage rank first
+    scores: Optional[Dict[int, float]] = None   # teacher score per passage row (margin-MSE)
+
+
+@dataclass
+class TrainingData:
+    query_ids: List[str]
+    query_texts: List[str]
+    passage_ids: List[str]
+    passage_texts: List[str]
+    examples: List[Example]
+    qrels: Dict[str, Dict[str, int]] = field(default_factory=dict)   # for retrieval evaluation (BEIR route)
+
+    @property
+    def has_teacher_scores(self) -> bool:
+        return bool(self.examples) and all(e.scores is not None for e in self.examples)
+
+    def split(self, dev_fraction: float, seed: int) -> Tuple["TrainingData", "TrainingData"]:
+        """(train, dev) by query, carved from these (training) queries with a private RNG."""
+        order = list(range(len(self.examples)))
+        random.Random(seed).shuffle(order)
+        n_dev = int(round(len(order) * dev_fraction)) if dev_fraction > 0 else 0
+        if dev_fraction > 0 and len(order) > 1:
+            n_dev = min(max(n_dev, 1), len(order) - 1)
+        dev_set = set(order[:n_dev])
+        pick = lambda keep: TrainingData(self.query_ids, self.query_texts, self.passage_ids, self.passage_texts,
+                                         [e for i, e in enumerate(self.examples) if (i in dev_set) == keep],
+                                         self.qrels)
+        return pick(False), pick(True)
+
+
+# -- original JSONL format -------------------------------------------------
+def load_jsonl(path, *, positive_filter: str = "first", positive_type: str = "positive",
+               score_threshold: Optional[float] = None, max_items: Optional[int] = None) -> TrainingData:
+    """``{"query": {"id", "content"}, "items": [{"id", "content", "score", "type"}, ...]}`` per line.
+
+    ``positive_filter``: ``first`` (items[0], as in the paper), ``type`` (item type == positive_type)
+    or ``threshold`` (score > score_threshold).
+    """
+    path = Path(path)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise FileNotFoundError(f"{path}: no JSONL training file")
+    q_ids, q_texts, p_ids, p_texts, p_row = [], [], [], [], {}
+    examples = []
+
+    def passage_row(pid, text) -> int:
+        key = (pid, text)
+        if key not in p_row:
+            p_row[key] = len(p_ids)
+            p_ids.append(str(pid))
+            p_texts.append(text)
+        return p_row[key]
+
+    for file in files:
+        with open(file, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    query, items = rec["query"], rec["items"]
+                    qtext = query["content"]
+                    qid = str(query.get("id", f"{file.name}:{n}"))
+                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    raise ValueError(f"{file}:{n}: not a training record "
+                                     f"{{'query': {{'id', 'content'}}, 'items': [...]}} ({exc})") from None
+                items = list(items)[:max_items] if max_items else list(items)
+                if not items:
+                    continue
+                rows, scores, pos, neg = [], {}, [], []
+                for k, item in enumerate(items):
+                    if "content" not in item:
+                        raise ValueError(f"{file}:{n}: item {k} has no 'content'")
+                    r = passage_row(item.get("id", item["content"]), item["content"])
+                    if item.get("score") is not None:
+                        scores[r] = float(item["score"])
+                    if positive_filter == "first":
+                        is_pos = k == 0
+                    elif positive_filter == "type":
+                        is_pos = item.get("type") == positive_type
+                    elif positive_filter == "threshold":
+                        is_pos = item.get("score") is not None and float(item["score"]) > float(score_threshold)
+                    else:
+                        raise ValueError(f"unknown positive_filter {positive_filter!r} (first|type|threshold)")
+                    (pos if is_pos else neg).append(r)
+                if not pos:
+                    continue
+                q_ids.append(qid)
+                q_texts.append(qtext)
+                examples.append(Example(len(q_ids) - 1, pos, [r for r in neg if r not in pos],
+                                        scores if len(scores) == len(items) else None))
+    if not examples:
+        raise ValueError(f"{path}: no training examples with a positive")
+    logger.info("%s: %d queries, %d passages", path, len(examples), len(p_ids))
+    return TrainingData(q_ids, q_texts, p_ids, p_texts, examples)
+
+
+# -- BEIR route -----------------------------------------------------------
+def read_corpus(path) -> Tuple[List[str], List[str]]:
+    ids, texts = [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    d = json.loads(line)
+                    ids.append(str(d["_id"]))
+                    texts.append(join_title(d.get("title"), d.get("text", "")) or " ")
+                except (json.JSONDecodeError, KeyError) as exc:
+                    raise ValueError(f"{path}:{n}: not a BEIR corpus line ({exc})") from None
+    return ids, texts
+
+
+def read_queries(path) -> Dict[str, str]:
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    d = json.loads(line)
+                    out[str(d["_id"])] = d["text"]
+                except (json.JSONDecodeError, KeyError) as exc:
+                    raise ValueError(f"{path}:{n}: not a BEIR query line ({exc})") from None
+    return out
+
+
+def read_qrels(path) -> Dict[str, Dict[str, int]]:
+    """BEIR qrels TSV (header ``query-id corpus-id score``) or TREC qrels (``qid 0 docid rel``)."""
+    qrels: Dict[str, Dict[str, int]] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts or (n == 1 and parts[0] == "query-id"):
+                continue
+            if len(parts) == 3:
+                qid, did, rel = parts
+            elif len(parts) == 4:
+                qid, _, did, rel = parts
+            else:
+                raise ValueError(f"{path}:{n}: expected 3 (BEIR) or 4 (TREC) columns")
+            qrels.setdefault(qid, {})[did] = int(rel)
+    return qrels
+
+
+def read_run(path) -> Dict[str, List[str]]:
+    """TREC run -> docids per query in rank order."""
+    hits: Dict[str, List[Tuple[int, float, str]]] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 6:
+                raise ValueError(f"{path}:{n}: expected a 6-column TREC run line")
+            hits.setdefault(parts[0], []).append((int(parts[3]), -float(parts[4]), parts[2]))
+    return {q: [d for _, _, d in sorted(v)] for q, v in hits.items()}
+
+
+def load_beir(data_dir, *, split: str = "train", runs: Sequence = (), negatives_depth: int = 100,
+              min_relevance: int = 1) -> TrainingData:
+    """BEIR folder + first-stage runs: positives from ``qrels/<split>.tsv`` (rel >= min_relevance),
+    hard negatives from each run's top ``negatives_depth`` (positives and judged docs excluded),
+    interleaved across runs in rank order."""
+    d = Path(data_dir)
+    for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
+        if not (d / name).is_file():
+            raise FileNotFoundError(f"{d / name}: missing (expected a BEIR-style folder)")
+    p_ids, p_texts = read_corpus(d / "corpus.jsonl")
+    row = {pid: i for i, pid in enumerate(p_ids)}
+    queries = read_queries(d / "queries.jsonl")
+    qrels = read_qrels(d / f"qrels/{split}.tsv")
+    ranked = [read_run(r) if not isinstance(r, dict) else r for r in runs]
+    q_ids, q_texts, examples = [], [], []
+    for qid, judged in qrels.items():
+        if qid not in queries:
+            raise ValueError(f"qrels query {qid} is not in {d / 'queries.jsonl'}")
+        pos = [row[p] for p, rel in judged.items() if rel >= min_relevance and p in row]
+        if not pos:
+            continue
+        lists = [[p for p in run.get(qid, [])[:negatives_depth] if p not in judged and p in row] for run in ranked]
+        negs, seen = [], set()
+        for k in range(max((len(x) for x in lists), default=0)):
+            for x in lists:
+                if k < len(x) and x[k] not in seen:
+                    seen.add(x[k])
+                    negs.append(row[x[k]])
+        q_ids.append(qid)
+        q_texts.append(queries[qid])
+        examples.append(Example(len(q_ids) - 1, pos, negs))
+    if not examples:
+        raise ValueError(f"{d}: no {split} queries with a relevant document")
+    logger.info("%s/%s: %d queries, %d judged positives, %d passages", d, split, len(examples),
+                sum(len(e.positives) for e in examples), len(p_ids))
+    return TrainingData(q_ids, q_texts, p_ids, p_texts, examples, qrels)
+
+
+def dense_run(query_vectors, passage_vectors, query_ids: Sequence[str], passage_ids: Sequence[str],
+              depth: int = 100) -> Dict[str, List[str]]:
+    """Backbone negatives: cosine top-``depth`` with (cached) backbone vectors."""
+    import torch
+    q = torch.nn.functional.normalize(query_vectors.float(), dim=-1)
+    p = torch.nn.functional.normalize(passage_vectors.float(), dim=-1)
+    top = (q @ p.T).topk(min(depth, p.shape[0]), dim=1).indices
+    return {qid: [passage_ids[j] for j in top[i].tolist()] for i, qid in enumerate(query_ids)}
+
+
+def bm25_run(data_dir, *, split: str, work_dir, depth: int = 100, threads: int = 1) -> Path:
+    """Pyserini BM25 run of ``topics.<split>.tsv`` over a Lucene index of the corpus (``title text`` in one
+    field, as BEIR "flat"), built under ``work_dir`` if absent.  Returns the TREC run path."""
+    import subprocess
+    import sys
+    d, work = Path(data_dir), Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    index = work / "bm25-index"
+    if not (index / "segments_1").exists() and not any(index.glob("segments_*")):
+        docs = work / "bm25-docs"
+        docs.mkdir(exist_ok=True)
+        ids, texts = read_corpus(d / "corpus.jsonl")
+        with open(docs / "docs.jsonl", "w", encoding="utf-8") as f:
+            for i, t in zip(ids, texts):
+                f.write(json.dumps({"id": i, "contents": t}) + "\n")
+        _pyserini(["pyserini.index.lucene", "--collection", "JsonCollection", "--input", str(docs), "--index",
+                   str(index), "--generator", "DefaultLuceneDocumentGenerator", "--threads", str(threads),
+                   "--storeRaw"])
+    topics = work / f"topics-{split}.tsv"   # neutral name: Pyserini special-cases paths containing 'cacm'/'beir'
+    queries = read_queries(d / "queries.jsonl")
+    qrels = read_qrels(d / f"qrels/{split}.tsv")
+    with open(topics, "w", encoding="utf-8") as f:
+        for qid in qrels:
+            f.write(f"{qid}\t{' '.join(queries[qid].split())}\n")
+    run = work / f"bm25-{split}-top{depth}.trec"
+    if not run.exists():
+        tmp = run.with_name(run.name + ".tmp")
+        _pyserini(["pyserini.search.lucene", "--index", str(index), "--topics", str(topics), "--output", str(tmp),
+                   "--bm25", "--hits", str(depth), "--threads", str(threads)])
+        tmp.replace(run)
+    return run
+
+
+def _pyserini(args: List[str]) -> None:
+    """Run a Pyserini module CLI in a child interpreter with this plugin's Java set-up."""
+    import subprocess
+    import sys
+    code = ("import sys, runpy, pyserini_hypencoder; sys.argv = sys.argv[1:]; "
+            "runpy.run_module(sys.argv[0], run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+    if proc.returncode:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"pyserini {args[0]} failed: {tail[0]}")

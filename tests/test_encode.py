@@ -1,0 +1,222 @@
+"""The encode CLI: corpus forms, resume, shards + merge, bad input.  Uses the tiny parity checkpoint."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pyserini_hypencoder.cli import run_cli
+from pyserini_hypencoder.encode import JsonlCorpus, encode_corpus
+from pyserini_hypencoder.encode._cli import PROG, main, merge_main
+from pyserini_hypencoder.encoders import HypencoderDocumentEncoder, join_title
+from pyserini_hypencoder.index import DenseIndex, IndexWriter, partial_dir_for
+
+WORDS = ("hyper network query passage retrieval score neural search embedding documents paris france capital "
+         "concussion symptoms injury inner product state the of and").split()
+N_DOCS = 30
+
+
+def _docs(n=N_DOCS, seed=0):
+    rng = np.random.default_rng(seed)
+    docs = []
+    for i in range(n):
+        title = " ".join(rng.choice(WORDS, size=int(rng.integers(0, 4)))) if i % 3 else ""
+        text = " ".join(rng.choice(WORDS, size=int(rng.integers(1, 40))))
+        docs.append({"_id": f"D{i:03d}", "title": title, "text": text})
+    return docs
+
+
+def _write_jsonl(path, records, gz=False):
+    data = "".join(json.dumps(r) + "\n" for r in records).encode()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(parity_dir):
+    return str(parity_dir / "checkpoint_bin")
+
+
+@pytest.fixture(scope="module")
+def encoder(checkpoint):
+    return HypencoderDocumentEncoder(checkpoint, max_length=32)
+
+
+@pytest.fixture()
+def beir(tmp_path):
+    return _write_jsonl(tmp_path / "corpus.jsonl", _docs())
+
+
+def _encode_args(corpus, out, checkpoint, *extra_input, output=(), encoder=()):
+    return ["input", "--corpus", str(corpus), *extra_input, "output", "--embeddings", str(out), *output,
+            "encoder", "--encoder", checkpoint, "--max-length", "32", "--batch-size", "4", "--quiet", *encoder]
+
+
+def test_corpus_forms(tmp_path):
+    docs = _docs()
+    expected = [(d["_id"], join_title(d["title"], d["text"])) for d in docs]
+    beir = _write_jsonl(tmp_path / "beir.jsonl", docs)
+    assert list(JsonlCorpus(beir)) == expected
+    # Pyserini's id/contents form: contents "title\ntext", split by --fields title text like Pyserini does
+    pyserini = [{"id": d["_id"], "contents": f"{d['title']}\n{d['text']}"} for d in docs]
+    _write_jsonl(tmp_path / "pys.jsonl", pyserini)
+    assert list(JsonlCorpus(tmp_path / "pys.jsonl", fields=["title", "text"])) == expected
+    assert [d for d, _ in JsonlCorpus(tmp_path / "pys.jsonl")] == [d for d, _ in expected]  # default: contents
+    assert list(JsonlCorpus(tmp_path / "pys.jsonl"))[1][1] == pyserini[1]["contents"].strip()
+    # gzip, and a folder of files read in name order (other files ignored)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    _write_jsonl(folder / "part-1.jsonl.gz", docs[10:], gz=True)
+    _write_jsonl(folder / "part-0.jsonl", docs[:10])
+    (folder / "README.txt").write_text("not a corpus")
+    assert list(JsonlCorpus(folder)) == expected
+    corpus = JsonlCorpus(folder)
+    assert corpus.scan() == N_DOCS
+    assert list(corpus.slice(8, 12)) == expected[8:12]
+    # explicit fields read BEIR records Pyserini's way too; --docid-field picks the id
+    only_text = JsonlCorpus(beir, fields=["text"], docid_field="_id")
+    assert list(only_text)[0] == (docs[0]["_id"], docs[0]["text"])
+
+
+def test_encode_matches_encoder(tmp_path, beir, checkpoint, encoder):
+    out = tmp_path / "ix"
+    assert run_cli(main, _encode_args(beir, out, checkpoint, output=["--chunk-size", "7", "--parquet"])) == 0
+    index = DenseIndex.open(out)
+    docs = _docs()
+    assert index.docids == [d["_id"] for d in docs]
+    reference = encoder.encode(texts=[d["text"] for d in docs], titles=[d["title"] for d in docs])
+    np.testing.assert_allclose(index.block(0, N_DOCS).numpy(), reference, atol=1e-5)
+    meta = index.meta
+    assert meta["encoder"] == checkpoint and meta["encoder_fingerprint"] == encoder.fingerprint
+    assert (meta["dimension"], meta["dtype"], meta["pooling"], meta["max_length"], meta["bf16"],
+            meta["num_docs"]) == (128, "float32", "cls", 32, False, N_DOCS)
+    import pyarrow.parquet as pq
+    assert pq.read_table(out / "vectors.parquet").column("id").to_pylist() == index.docids
+    assert sorted(os.listdir(tmp_path)) == ["corpus.jsonl", "ix"]
+
+
+def test_resume_equals_uninterrupted(tmp_path, beir, checkpoint, encoder, monkeypatch):
+    whole = encode_corpus(JsonlCorpus(beir), encoder, tmp_path / "whole", encoder_name="x", batch_size=4,
+                          chunk_size=8, storage_dtype="bfloat16", progress=False)
+    real_add, calls = IndexWriter.add, []
+
+    def interrupted_add(self, docids, vectors):
+        calls.append(len(docids))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_add(self, docids, vectors)
+
+    monkeypatch.setattr(IndexWriter, "add", interrupted_add)
+    with pytest.raises(KeyboardInterrupt):
+        encode_corpus(JsonlCorpus(beir), encoder, tmp_path / "resumed", encoder_name="x", batch_size=4,
+                      chunk_size=8, storage_dtype="bfloat16", progress=False)
+    assert not (tmp_path / "resumed").exists() and partial_dir_for(tmp_path / "resumed").is_dir()
+    monkeypatch.setattr(IndexWriter, "add", real_add)
+    encoded = []
+    from pyserini_hypencoder.encode._encode import ChunkEncoder
+    real_encode = ChunkEncoder.encode
+    monkeypatch.setattr(ChunkEncoder, "encode", lambda self, texts: encoded.append(len(texts)) or
+                        real_encode(self, texts))
+    encode_corpus(JsonlCorpus(beir), encoder, tmp_path / "resumed", encoder_name="x", batch_size=4, chunk_size=8,
+                  storage_dtype="bfloat16", progress=False)
+    assert encoded == [8, 6]  # only the chunks after the two completed ones
+    for name in ("index", "docid", "meta.json", "vectors.npy"):
+        assert (tmp_path / "resumed" / name).read_bytes() == (whole / name).read_bytes(), name
+    assert not partial_dir_for(tmp_path / "resumed").exists()
+
+
+def test_shards_and_merge_equal_whole(tmp_path, checkpoint):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    docs = _docs()
+    _write_jsonl(folder / "a.jsonl.gz", docs[:13], gz=True)
+    _write_jsonl(folder / "b.jsonl", docs[13:])
+    assert run_cli(main, _encode_args(folder, tmp_path / "whole", checkpoint, output=["--storage-dtype",
+                                                                                        "float16"])) == 0
+    for shard in range(3):
+        assert run_cli(main, _encode_args(folder, tmp_path / f"s{shard}", checkpoint, "--shard-id", str(shard),
+                                          "--shard-num", "3", output=["--storage-dtype", "float16"])) == 0
+    assert [DenseIndex.open(tmp_path / f"s{i}").num_docs for i in range(3)] == [10, 10, 10]
+    shards = [str(tmp_path / f"s{i}") for i in (1, 0, 2)]
+    assert run_cli(merge_main, ["--shards", *shards, "--output", str(tmp_path / "merged")]) == 0
+    whole, merged = DenseIndex.open(tmp_path / "whole"), DenseIndex.open(tmp_path / "merged")
+    assert merged.docids == whole.docids == [d["_id"] for d in docs]
+    np.testing.assert_allclose(merged.block(0, N_DOCS).numpy(), whole.block(0, N_DOCS).numpy(), atol=1e-3)
+    assert {k: v for k, v in merged.meta.items()} == {k: v for k, v in whole.meta.items()}
+
+
+def _bad(tmp_path, name, lines):
+    path = tmp_path / name
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing-corpus", "no such corpus file or folder"),
+    ("malformed", "bad.jsonl:2: malformed JSON"),
+    ("no-fields", "none of the fields 'title', 'text' or 'contents'"),
+    ("no-id", "bad.jsonl:1: record has no 'id', '_id' or 'docid' field"),
+    ("duplicate", "duplicate docid 'D001'"),
+    ("bad-shard", "--shard-id must lie in 0..2"),
+    ("exists", "exists and is not empty"),
+    ("bad-encoder", "no such checkpoint directory"),
+    ("no-output-group", "the 'output' group is missing"),
+    ("bad-flag", "unrecognized arguments: --nope"),
+])
+def test_bad_input(tmp_path, beir, checkpoint, capsys, case, message):
+    out = tmp_path / "out"
+    corpus, extra, encoder_args = beir, [], []
+    if case == "missing-corpus":
+        corpus = tmp_path / "nowhere.jsonl"
+    elif case == "malformed":
+        corpus = _bad(tmp_path, "bad.jsonl", ['{"_id": "1", "text": "a"}', '{"_id": "2", "text": '])
+    elif case == "no-fields":
+        corpus = _bad(tmp_path, "bad.jsonl", ['{"_id": "1", "body": "a"}'])
+    elif case == "no-id":
+        corpus = _bad(tmp_path, "bad.jsonl", ['{"text": "a"}'])
+    elif case == "duplicate":
+        corpus = _bad(tmp_path, "bad.jsonl", ['{"_id": "D001", "text": "a"}'] * 2)
+    elif case == "bad-shard":
+        extra = ["--shard-id", "3", "--shard-num", "3"]
+    elif case == "exists":
+        out.mkdir()
+        (out / "something").write_text("x")
+    elif case == "bad-encoder":
+        checkpoint = str(tmp_path / "no-model")
+    elif case == "bad-flag":
+        encoder_args = ["--nope"]
+    argv = _encode_args(corpus, out, checkpoint, *extra, encoder=encoder_args)
+    if case == "no-output-group":
+        argv = argv[:argv.index("output")] + argv[argv.index("encoder"):]
+    with pytest.raises(SystemExit) if case == "bad-flag" else _no_raise() as raised:
+        code = run_cli(main, argv, prog=PROG)
+    code = raised.value.code if case == "bad-flag" else code
+    err = capsys.readouterr().err
+    error_lines = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2 and len(error_lines) == 1 and message in error_lines[0], err
+    assert "Traceback" not in err
+    leftovers = sorted(os.listdir(tmp_path))
+    assert "out" not in leftovers or case == "exists"
+    assert not any(name.endswith(".partial") for name in leftovers)
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_module_entry_point(tmp_path):
+    """``python -m pyserini_hypencoder.encode`` and ``.encode.merge`` exist and fail with one line, exit 2."""
+    result = subprocess.run([sys.executable, "-m", "pyserini_hypencoder.encode", "input", "--corpus",
+                             str(tmp_path / "none.jsonl"), "output", "--embeddings", str(tmp_path / "o")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [f"{PROG}: error: {tmp_path / 'none.jsonl'}: no such corpus file "
+                                                  f"or folder"]
+    assert os.listdir(tmp_path) == []

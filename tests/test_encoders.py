@@ -1,0 +1,95 @@
+"""The Pyserini-style encoders: base classes, shapes, dtypes, titles, bad input."""
+import numpy as np
+import pytest
+import torch
+from pyserini.encode import DocumentEncoder, QueryEncoder
+
+from pyserini_hypencoder.encoders import (HypencoderDocumentEncoder, HypencoderQueryEncoder, join_title,
+                                          model_fingerprint)
+from pyserini_hypencoder.model import QNetBatch, load_hypencoder
+
+TEXTS = ["The capital of France is Paris.", "Retrieval models score documents for a query.",
+         "A hypernetwork is a network that produces the weights of another network."]
+
+
+@pytest.fixture(scope="module")
+def model(parity_dir):
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return load_hypencoder(str(parity_dir / "checkpoint_safetensors"))
+
+
+@pytest.fixture(scope="module")
+def encoders(model):
+    return HypencoderQueryEncoder(model, max_length=16), HypencoderDocumentEncoder(model, max_length=32)
+
+
+def test_subclasses_pyserini_encoders(encoders):
+    q, d = encoders
+    assert isinstance(q, QueryEncoder) and isinstance(d, DocumentEncoder)
+
+
+def test_accepts_pyserini_cli_kwargs(parity_dir):
+    # pyserini's init_query_encoder passes these keywords to every encoder class.
+    q = HypencoderQueryEncoder(encoder_dir=str(parity_dir / "checkpoint_bin"), tokenizer_name=None, device="cpu",
+                               prefix=None, fp16=False)
+    assert isinstance(q.encode("paris"), QNetBatch)
+
+
+def test_query_encode_shapes(encoders):
+    q, _ = encoders
+    one = q.encode("what is a hypernetwork")
+    assert isinstance(one, QNetBatch) and len(one) == 1
+    batch = q.encode_batch(["what is a hypernetwork", "Paris"])
+    assert len(batch) == 2
+    docs = np.random.default_rng(0).standard_normal((5, 128)).astype(np.float32)
+    scores = batch.score(docs)
+    assert scores.shape == (2, 5) and scores.dtype == torch.float32 and torch.isfinite(scores).all()
+    assert torch.equal(scores, batch.score(torch.from_numpy(docs)))
+    assert torch.allclose(batch[1].score(docs)[0], scores[1], atol=1e-6)
+    assert batch.score_candidates(np.stack([docs[:3], docs[2:]])).shape == (2, 3)
+    assert batch.score(np.zeros((0, 128), np.float32)).shape == (2, 0)
+
+
+def test_query_encode_bad_input(encoders):
+    q, _ = encoders
+    with pytest.raises(ValueError):
+        q.encode_batch([])
+    with pytest.raises(ValueError):
+        q.encode("   ")
+    with pytest.raises(ValueError):
+        q.encode_batch(["paris"]).score(np.zeros((3, 64), np.float32))
+
+
+def test_document_encode_shapes(encoders):
+    _, d = encoders
+    vectors = d.encode(texts=TEXTS)
+    assert isinstance(vectors, np.ndarray) and vectors.dtype == np.float32 and vectors.shape == (3, d.dimension)
+    assert d.dimension == 128
+    assert d.encode(texts=[]).shape == (0, 128)
+    assert np.isfinite(d.encode(texts=[""])).all()
+    # batching does not change a document's vector beyond float noise
+    assert np.allclose(d.encode(texts=TEXTS[1:2]), vectors[1:2], atol=1e-5)
+
+
+def test_titles_are_joined(encoders):
+    _, d = encoders
+    assert join_title("France", "Paris is the capital.") == "France Paris is the capital."
+    assert join_title("", " body ") == "body" and join_title(None, "body") == "body"
+    with_titles = d.encode(texts=["Paris is the capital.", "no title here"], titles=["France", ""])
+    joined = d.encode(texts=["France Paris is the capital.", "no title here"])
+    assert np.array_equal(with_titles, joined)
+    assert not np.allclose(with_titles[0], d.encode(texts=["Paris is the capital."])[0])
+    with pytest.raises(ValueError):
+        d.encode(texts=["a", "b"], titles=["only one"])
+
+
+def test_max_length_truncates(encoders):
+    _, d = encoders
+    long_text = " ".join(["hypernetwork"] * 100)
+    assert np.array_equal(d.encode(texts=[long_text], max_length=8), d.encode(texts=[" ".join(["hypernetwork"] * 6)],
+                                                                              max_length=8))
+
+
+def test_fingerprint_is_stable(encoders, model):
+    q, d = encoders
+    assert q.fingerprint == d.fingerprint == model_fingerprint(model) and len(q.fingerprint) == 16

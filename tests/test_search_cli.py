@@ -1,0 +1,224 @@
+"""``python -m pyserini_hypencoder.search``: search and rerank through the CLI (tiny parity checkpoint), and
+every kind of bad input answered with one error line, exit status 2 and no output file."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pyserini_hypencoder.cli import run_cli
+from pyserini_hypencoder.encoders import HypencoderDocumentEncoder, HypencoderQueryEncoder, join_title
+from pyserini_hypencoder.index import write_index
+from pyserini_hypencoder.runfiles import read_run
+from pyserini_hypencoder.search import HypencoderSearcher
+from pyserini_hypencoder.search._main import main
+
+PROG = "python -m pyserini_hypencoder.search"
+WORDS = "the a cell cells protein gene dna cancer risk blood brain virus study test patients".split()
+
+
+def cli(argv):
+    """Exit status of the CLI run in-process (argparse's SystemExit included)."""
+    try:
+        return run_cli(main, [str(a) for a in argv], prog=PROG)
+    except SystemExit as exc:
+        return exc.code
+
+
+def error_lines(capsys):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if "error" in line.lower()]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, parity_dir):
+    """A 40-document BEIR corpus, topics, a dense index of its first 30 documents and a BM25-like run."""
+    root = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(11)
+    docs = [{"_id": f"D{i}", "title": f"title {WORDS[i % len(WORDS)]}",
+             "text": " ".join(rng.choice(WORDS, size=12 + i % 7))} for i in range(40)]
+    corpus = root / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    topics = root / "topics.tsv"
+    topics.write_text("1\tcancer risk in patients\n2\tprotein gene dna\nD3\tbrain virus study\n"
+                      "4\tno candidates for me\n", encoding="utf-8")
+    encoder_dir = parity_dir / "checkpoint_bin"
+    enc = HypencoderDocumentEncoder(str(encoder_dir))
+    vectors = enc.encode([join_title(d["title"], d["text"]) for d in docs])
+    meta = {"encoder": str(encoder_dir), "encoder_fingerprint": enc.fingerprint, "pooling": "cls",
+            "max_length": enc.max_length, "bf16": False}
+    full = write_index(root / "full", [d["_id"] for d in docs], vectors, meta)
+    partial = write_index(root / "partial", [d["_id"] for d in docs[:30]], vectors[:30], meta)
+    run = root / "first-stage.trec"
+    order = {q: rng.permutation(40) for q in ("1", "2", "D3")}
+    run.write_text("".join(f"{q} Q0 D{j} {r + 1} {100 - r:.3f} bm25\n" for q, perm in order.items()
+                           for r, j in enumerate(perm[:20])), encoding="utf-8")
+    return dict(root=root, docs=docs, corpus=corpus, topics=topics, encoder=str(encoder_dir), full=full,
+                partial=partial, run=run, vectors=vectors)
+
+
+def exact_scores(world, qid_text):
+    searcher = HypencoderSearcher(world["full"], HypencoderQueryEncoder(world["encoder"]))
+    return {h.docid: h.score for h in searcher.search(qid_text, k=100)}
+
+
+def test_search_writes_pyserini_trec_lines(world, tmp_path):
+    out = tmp_path / "run.trec"
+    assert cli(["--topics", world["topics"], "--index", world["full"], "--encoder", world["encoder"],
+                "--output", out, "--hits", 7, "--batch-size", 2]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 4 * 7
+    for line in lines:
+        qid, q0, docid, rank, score, tag = line.split(" ")
+        assert q0 == "Q0" and tag == "Hypencoder" and 1 <= int(rank) <= 7 and len(score.split(".")[1]) == 6
+    run = read_run(out)
+    expected = exact_scores(world, "cancer risk in patients")
+    top = sorted(expected.items(), key=lambda h: (-h[1], h[0]))[:7]
+    assert [e.docid for e in run["1"]] == [d for d, _ in top]
+    np.testing.assert_allclose([e.score for e in run["1"]], [s for _, s in top], atol=5e-6)  # batch padding, %.6f
+
+
+def test_msmarco_format_remove_query_and_runtag(world, tmp_path):
+    out = tmp_path / "run.tsv"
+    assert cli(["--topics", world["topics"], "--index", world["full"], "--encoder", world["encoder"],
+                "--output", out, "--hits", 40, "--output-format", "msmarco", "--remove-query"]) == 0
+    rows = [line.split("\t") for line in out.read_text().splitlines()]
+    assert all(len(r) == 3 for r in rows)
+    assert [r[1] for r in rows if r[0] == "D3"].count("D3") == 0
+    assert sum(r[0] == "D3" for r in rows) == 39 and sum(r[0] == "1" for r in rows) == 40
+    out2 = tmp_path / "tagged.trec"
+    assert cli(["--topics", world["topics"], "--index", world["full"], "--encoder", world["encoder"],
+                "--output", out2, "--hits", 1, "--runtag", "mytag"]) == 0
+    assert all(line.endswith(" mytag") for line in out2.read_text().splitlines())
+
+
+def test_rerank_reorders_only_candidates_within_depth(world, tmp_path):
+    out = tmp_path / "rr.trec"
+    assert cli(["--topics", world["topics"], "--index", world["full"], "--encoder", world["encoder"],
+                "--rerank", world["run"], "--rerank-depth", 5, "--output", out]) == 0
+    first, reranked = read_run(world["run"]), read_run(out)
+    assert set(reranked) == {"1", "2", "D3"}  # topic 4 has no candidates: skipped
+    for qid, entries in reranked.items():
+        assert {e.docid for e in entries} == {e.docid for e in first[qid][:5]}  # beyond the depth: dropped
+        scores = [e.score for e in entries]
+        assert scores == sorted(scores, reverse=True)
+    expected = exact_scores(world, "protein gene dna")
+    for e in reranked["2"]:
+        assert e.score == pytest.approx(expected[e.docid], abs=2e-5)
+
+
+@pytest.mark.parametrize("source", ["corpus", "lucene"])
+def test_rerank_encodes_missing_candidates_from_text(world, tmp_path, source):
+    """Candidates missing from the (partial) index are encoded from their text: same scores as the full index."""
+    if source == "corpus":
+        extra = ["--corpus", world["corpus"]]
+    else:
+        coll = tmp_path / "coll"
+        coll.mkdir()
+        (coll / "docs.jsonl").write_text("".join(
+            json.dumps({"id": d["_id"], "contents": join_title(d["title"], d["text"])}) + "\n"
+            for d in world["docs"]), encoding="utf-8")
+        subprocess.run([sys.executable, "-m", "pyserini.index.lucene", "--collection", "JsonCollection",
+                        "--input", coll, "--index", tmp_path / "lucene", "--generator",
+                        "DefaultLuceneDocumentGenerator", "--threads", "1", "--storeRaw"],
+                       check=True, capture_output=True)
+        extra = ["--lucene-index", tmp_path / "lucene"]
+    full, mixed = tmp_path / "full.trec", tmp_path / "mixed.trec"
+    common = ["--topics", world["topics"], "--encoder", world["encoder"], "--rerank", world["run"]]
+    assert cli(common + ["--index", world["full"], "--output", full]) == 0
+    assert cli(common + ["--index", world["partial"], *extra, "--output", mixed]) == 0
+    a, b = read_run(full), read_run(mixed)
+    assert a.keys() == b.keys()
+    for qid in a:
+        sa = {e.docid: e.score for e in a[qid]}
+        sb = {e.docid: e.score for e in b[qid]}
+        assert sa.keys() == sb.keys() and any(not d[1:].isdigit() or int(d[1:]) >= 30 for d in sa)
+        for docid in sa:
+            assert sb[docid] == pytest.approx(sa[docid], abs=1e-4)
+
+
+def test_rerank_msmarco_run_without_index(world, tmp_path):
+    run = tmp_path / "run.tsv"
+    run.write_text("1\tD5\t1\n1\tD6\t2\n1\tD35\t3\n", encoding="utf-8")
+    out = tmp_path / "rr.trec"
+    assert cli(["--topics", world["topics"], "--encoder", world["encoder"], "--rerank", run,
+                "--corpus", world["corpus"], "--output", out]) == 0
+    assert {e.docid for e in read_run(out)["1"]} == {"D5", "D6", "D35"}
+
+
+@pytest.mark.parametrize("case", [
+    "hits0", "hits-neg", "missing-topics", "malformed-topics", "empty-query", "run-columns", "unknown-docids",
+    "docid-not-in-corpus", "index-missing-files", "no-index", "fingerprint", "dimension", "output-dir",
+])
+def test_bad_input_one_line_exit_2_no_output(world, tmp_path, capsys, case):
+    out = tmp_path / "out" / "run.trec"
+    base = ["--encoder", world["encoder"], "--output", out]
+    topics, index = ["--topics", world["topics"]], ["--index", world["full"]]
+    if case in ("hits0", "hits-neg"):
+        argv = topics + index + base + ["--hits", "0" if case == "hits0" else "-5"]
+    elif case == "missing-topics":
+        argv = ["--topics", tmp_path / "absent.tsv"] + index + base
+    elif case in ("malformed-topics", "empty-query"):
+        p = tmp_path / "topics.tsv"
+        p.write_text("1 no tab\n" if case == "malformed-topics" else "1\tfine\n2\t \n", encoding="utf-8")
+        argv = ["--topics", p] + index + base
+    elif case == "run-columns":
+        p = tmp_path / "run.trec"
+        p.write_text("1 Q0 D1 1 3.0\n", encoding="utf-8")
+        argv = topics + index + base + ["--rerank", p]
+    elif case == "unknown-docids":
+        p = tmp_path / "run.trec"
+        p.write_text("1 Q0 D1 1 3.0 t\n1 Q0 NOPE 2 2.0 t\n", encoding="utf-8")
+        argv = topics + index + base + ["--rerank", p]
+    elif case == "docid-not-in-corpus":
+        p = tmp_path / "run.trec"
+        p.write_text("1 Q0 D1 1 3.0 t\n1 Q0 NOPE 2 2.0 t\n", encoding="utf-8")
+        argv = topics + index + base + ["--rerank", p, "--corpus", world["corpus"]]
+    elif case == "index-missing-files":
+        broken = tmp_path / "broken"
+        shutil.copytree(world["full"], broken)
+        (broken / "index").unlink()
+        argv = topics + ["--index", broken] + base
+    elif case == "no-index":
+        argv = topics + base
+    elif case == "fingerprint":
+        other = tmp_path / "other"
+        write_index(other, ["x", "y"], world["vectors"][:2], {"encoder": "someone-else", "encoder_fingerprint":
+                                                              "0123456789abcdef"})
+        argv = topics + ["--index", other] + base
+    elif case == "dimension":
+        narrow = tmp_path / "narrow"
+        write_index(narrow, ["x"], np.ones((1, 8), dtype=np.float32), {"encoder": "x"})
+        argv = topics + ["--index", narrow] + base
+    else:  # output-dir
+        out.mkdir(parents=True)
+        argv = topics + index + ["--encoder", world["encoder"], "--output", out]
+    assert cli(argv) == 2
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith(f"{PROG}: error: ")
+    assert not out.is_file()
+    if out.parent.exists():
+        assert [p for p in out.parent.iterdir() if p != out] == []
+
+
+def test_force_searches_an_index_of_other_weights(world, tmp_path, capsys):
+    other = tmp_path / "other"
+    write_index(other, ["x", "y"], world["vectors"][:2], {"encoder": "someone-else",
+                                                          "encoder_fingerprint": "0123456789abcdef"})
+    out = tmp_path / "run.trec"
+    assert cli(["--topics", world["topics"], "--index", other, "--encoder", world["encoder"], "--output", out,
+                "--force"]) == 0
+    assert len(out.read_text().splitlines()) == 8
+
+
+def test_module_entry_point_exit_status(world, tmp_path):
+    """The real ``python -m`` process: exit 2, a single stderr line, no file."""
+    out = tmp_path / "run.trec"
+    proc = subprocess.run([sys.executable, "-m", "pyserini_hypencoder.search", "--topics", world["topics"],
+                           "--index", world["full"], "--output", out, "--hits", "0"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and not out.exists()
+    assert proc.stderr.strip().splitlines() == [f"{PROG}: error: argument --hits: expected a positive integer, got 0"]
