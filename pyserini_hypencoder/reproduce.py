@@ -37,6 +37,7 @@ BEIR_SCIFACT_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/da
 CACHE = Path(os.environ.get("PYSERINI_HYPENCODER_CACHE", Path.home() / ".cache" / "pyserini_hypencoder"))
 SHARED_NAMES = {"scifact": "scifact", "dl19": "trec-dl-2019-passage-rerank"}
 METRICS = {"ndcg_cut_10": "nDCG@10", "recall_100": "R@100"}
+BM25_HITS = 1000  # the first-stage depth of Pyserini's BEIR runs, whatever --hits asks of the Hypencoder
 
 
 # -- data ------------------------------------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ def reproduce_scifact(args) -> Report:
 
     collection = indexes / "collections" / "scifact-flat"
     lucene = indexes / "lucene.scifact-flat"
-    dense = indexes / f"scifact.hypencoder.{tag}"
+    dense = indexes / f"scifact.hypencoder.{tag}.{'fp32' if args.fp32 else 'bf16'}"
     bm25_run = runs / "run.scifact.bm25-flat.trec"
     exact_run = runs / f"run.scifact.hypencoder.{tag}.exact.trec"
     rerank_run = runs / f"run.scifact.bm25-flat.hypencoder.{tag}.rerank{args.rerank_depth}.trec"
@@ -264,7 +265,7 @@ def reproduce_scifact(args) -> Report:
         report, reuse=args.reuse)
     run_into("BM25 run", bm25_run, lambda out: python_m(
         "pyserini.search.lucene", "--index", lucene, "--topics", topics, "--output", out, "--bm25",
-        "--hits", args.hits, "--threads", args.threads or 2, "--batch-size", 64),
+        "--hits", BM25_HITS, "--threads", args.threads or 2, "--batch-size", 64),
         report, reuse=args.reuse)
     run("Hypencoder index", python_m("pyserini_hypencoder.encode", "input", "--corpus", data / "corpus.jsonl",
                                      "--fields", "title", "text", "output", "--embeddings", dense,

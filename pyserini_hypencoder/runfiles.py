@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,20 +124,25 @@ def _read_jsonl_topics(path: Path) -> Dict[str, str]:
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
-    """Silence fd 2 (the JVM prints stack traces there) for the duration of the block."""
+def _quiet_java():
+    """Silence fds 1 and 2 (the JVM logs and prints stack traces there) for the duration of the block."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
     try:
-        fd = os.dup(2)
+        saved = [os.dup(1), os.dup(2)]
     except OSError:
         yield
         return
     with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
         os.dup2(null.fileno(), 2)
         try:
             yield
         finally:
-            os.dup2(fd, 2)
-            os.close(fd)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 def _pyserini_topics(name: str) -> Dict[str, str]:
@@ -144,7 +150,7 @@ def _pyserini_topics(name: str) -> Dict[str, str]:
     from pyserini.search import get_topics
 
     try:
-        with _quiet_stderr():
+        with _quiet_java():
             raw = get_topics(name)
     except ValueError:
         raise ValueError(f"{name}: neither a topics file nor a Pyserini topic name") from None

@@ -220,3 +220,20 @@ def test_module_entry_point(tmp_path):
     assert result.stderr.strip().splitlines() == [f"{PROG}: error: {tmp_path / 'none.jsonl'}: no such corpus file "
                                                   f"or folder"]
     assert os.listdir(tmp_path) == []
+
+
+def test_bench_encode_quick(tmp_path, checkpoint):
+    """benchmarks/bench_encode.py --quick runs and reports both paths on the same batches."""
+    import importlib.util
+
+    from conftest import REPO
+    spec = importlib.util.spec_from_file_location("bench_encode", REPO / "benchmarks" / "bench_encode.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--encoder", checkpoint, "--corpus", str(tmp_path / "absent.jsonl"),
+                       "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["source"] == "synthetic" and result["docs"] == 32
+    assert set(result["seconds"]) == {"full", "bare", "unsorted"} and result["full_over_bare"] > 0
+    assert result["padded_tokens"]["sorted"] <= result["padded_tokens"]["unsorted"]

@@ -141,7 +141,10 @@ def test_resumable_writer(tmp_path):
             writer.add(docids[:10], vectors[:10])
             writer.add(docids[10:20], vectors[10:20])
             raise KeyboardInterrupt
-    assert not (tmp_path / "ix").exists() and partial_dir_for(tmp_path / "ix").is_dir()
+    partial = partial_dir_for(tmp_path / "ix")
+    assert not (tmp_path / "ix").exists() and partial.is_dir()
+    np.save(partial / "chunk-000002.npy", vectors[20:30])  # a chunk killed before its docid file was written
+    (partial / ".chunk-000002.docid").write_text("half")
     with pytest.raises(FileExistsError, match="other settings"):
         IndexWriter(tmp_path / "ix", dimension=12, meta=META, resume_key={"corpus": "c2"}).open()
     with IndexWriter(tmp_path / "ix", dimension=12, meta=META, resume_key=key) as writer:

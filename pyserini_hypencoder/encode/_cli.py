@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .. import cli
@@ -71,6 +72,9 @@ def split_groups(argv: Sequence[str]) -> Dict[str, List[str]]:
                              f"usage: {PROG} input --corpus PATH output --embeddings DIR [encoder --encoder ID]")
         else:
             groups[current].append(token)
+    for name, tokens in groups.items():
+        if "-h" in tokens or "--help" in tokens:
+            raise _Help(name)
     for required in ("input", "output"):
         if required not in groups:
             raise ValueError(f"the '{required}' group is missing; "
@@ -87,7 +91,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Dict[str, argparse.Names
     parsers = build_parsers()
     try:
         groups = split_groups(list(sys.argv[1:] if argv is None else argv))
-    except _Help:
+    except _Help as wanted:
+        if wanted.args:
+            parsers[wanted.args[0]].parse_args(["--help"])  # prints the group's help and exits 0
         print(f"usage: {PROG} input [input options] output [output options] [encoder [encoder options]]\n"
               f"(each group has its own --help, e.g. {PROG} input --help)")
         raise SystemExit(0)
@@ -102,13 +108,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..index._writer import check_target
     from ._corpus import JsonlCorpus, check_shard
     from ._encode import encode_corpus
-    from pathlib import Path
 
     # Everything the user can get wrong is checked before the model loads or anything is written.
     check_shard(inp.shard_id, inp.shard_num)
     check_target(Path(out.embeddings).expanduser(), overwrite=out.overwrite)
     corpus = JsonlCorpus(inp.corpus, fields=inp.fields, docid_field=inp.docid_field, delimiter=inp.delimiter)
-    corpus.scan()
+    corpus.scan(progress=not enc.quiet)
 
     from ..encoders import HypencoderDocumentEncoder
     encoder = HypencoderDocumentEncoder(enc.encoder, device=enc.device, max_length=enc.max_length, bf16=enc.bf16,

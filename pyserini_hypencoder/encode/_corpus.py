@@ -12,12 +12,12 @@ import gzip
 import io
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from pyserini.encode import JsonlCollectionIterator
+from tqdm import tqdm
 
 from ..encoders import join_title
 
@@ -152,11 +152,11 @@ class JsonlCorpus(JsonlCollectionIterator):
             except (OSError, EOFError, UnicodeDecodeError) as exc:
                 raise ValueError(f"{file}: cannot read corpus file ({exc})") from None
 
-    def scan(self) -> int:
+    def scan(self, *, progress: bool = False) -> int:
         """Read every record once: count them, and raise ValueError on bad records or duplicate docids."""
         seen = set()
         count = 0
-        for docid, _ in self:
+        for docid, _ in tqdm(self, desc="scan corpus", unit="doc", disable=not progress, leave=False):
             if docid in seen:
                 raise ValueError(f"{self.path}: duplicate docid {docid!r}")
             seen.add(docid)

@@ -22,8 +22,9 @@ QUERY_CHUNK = 64
 
 @contextlib.contextmanager
 def torch_threads(threads: Optional[int]):
-    """Use ``threads`` torch CPU threads inside the block (unchanged when None or not positive)."""
-    if not threads or threads <= 0:
+    """Use ``threads`` torch CPU threads inside the block.  ``None`` or 1 (Pyserini's default) keeps the process
+    setting (``torch.set_num_threads``, the CLIs' ``--threads``), so the default never slows a search down."""
+    if not threads or threads <= 1:
         yield
         return
     before = torch.get_num_threads()
@@ -165,7 +166,10 @@ class HypencoderSearcher:
 
     # -- Pyserini's API ----------------------------------------------------------------------------------------
     def search(self, query: Union[str, QNetBatch], k: int = 10, threads: int = 1) -> List[DenseSearchResult]:
-        """The ``k`` best documents for one query (text or a pre-encoded q-net), best first."""
+        """The ``k`` best documents for one query (text or a pre-encoded q-net), best first.
+
+        ``threads`` > 1 sets torch's CPU threads for this call; 1 keeps the process setting.
+        """
         _check_k(k)
         with torch_threads(threads):
             qnets = self._encode([query])
