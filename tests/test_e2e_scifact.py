@@ -19,7 +19,7 @@ import pytest
 from pyserini_hypencoder.reproduce import evaluate
 from pyserini_hypencoder.runfiles import read_run, read_topics
 
-ENCODER = "default"
+ENCODER = "/tmp/interim_model"
 HITS = 100
 # Published Anserini BM25 flat: nDCG@10 0.6789, R@100 0.9253 (our index and run reproduce them).
 BM25_NDCG10, BM25_R100 = 0.6789, 0.9253

@@ -222,3 +222,30 @@ def test_module_entry_point_exit_status(world, tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and not out.exists()
     assert proc.stderr.strip().splitlines() == [f"{PROG}: error: argument --hits: expected a positive integer, got 0"]
+
+
+def test_graph_and_ivf_strategies_through_the_cli(world, tmp_path, capsys):
+    """--search graph|ivf dispatch to pyserini_hypencoder.ann; with every document reachable they find the exact
+    top hits.  Without the structure: one error line naming the command that adds it."""
+    from pyserini_hypencoder import ann
+    from pyserini_hypencoder.index import DenseIndex
+    copy = tmp_path / "ann-index"
+    shutil.copytree(world["full"], copy)
+    common = ["--topics", world["topics"], "--index", copy, "--encoder", world["encoder"], "--hits", 5]
+    assert cli(common + ["--search", "graph", "--output", tmp_path / "none.trec"]) == 2
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "--add graph" in lines[0] and not (tmp_path / "none.trec").exists()
+    index = DenseIndex.open(copy)
+    ann.add_graph(index, neighbours=8)
+    ann.add_ivf(DenseIndex.open(copy), nlist=4)
+    exact, graph, ivf = (tmp_path / f"{name}.trec" for name in ("exact", "graph", "ivf"))
+    assert cli(common + ["--output", exact]) == 0
+    assert cli(common + ["--search", "graph", "--entry-points", 40, "--max-iter", 2, "--output", graph]) == 0
+    assert cli(common + ["--search", "ivf", "--nprobe", 4, "--output", ivf]) == 0
+    want = {q: [e.docid for e in hits] for q, hits in read_run(exact).items()}
+    for path in (graph, ivf):
+        assert {q: [e.docid for e in hits] for q, hits in read_run(path).items()} == want
+    assert cli(common + ["--search", "ivf", "--search-param", "bogus=1", "--output", ivf]) == 2
+    assert "unknown ivf search parameter 'bogus'" in error_lines(capsys)[0]
+    assert cli(common + ["--nprobe", 3, "--output", ivf]) == 2
+    assert "--nprobe applies to --search ivf" in error_lines(capsys)[0]

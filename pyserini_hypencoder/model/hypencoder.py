@@ -10,11 +10,14 @@ import torch.nn as nn
 from .hyperhead import HyperHead
 from .qnet import QNetBatch, QNetSpec
 
-POOLINGS = ("cls", "mean")
+POOLINGS = ("cls", "mean", "mean_normalized")
 
 
 def pool(states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """Passage vector from token states: the raw CLS state, or a masked mean."""
+    """Passage vector from token states: the raw CLS state, a masked mean, or its unit-length version
+    (``mean_normalized``, as sentence-transformers' Pooling + Normalize)."""
+    if pooling == "mean_normalized":
+        return torch.nn.functional.normalize(pool(states, attention_mask, "mean"), dim=-1)
     if pooling == "cls":
         return states[:, 0]
     if pooling == "mean":

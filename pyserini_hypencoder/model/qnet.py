@@ -11,6 +11,8 @@ fp32, which keeps scores stable near the top-k boundary.
 """
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
 
@@ -35,7 +37,36 @@ _INPLACE_ACTIVATIONS = {
 }
 # Rows x width of the activations one q-net processes at a time in score()/score_candidates():
 # small enough that a block's bias, activation and layer norm run on cache-resident data.
-CHUNK_ELEMENTS = 2 ** 17
+CHUNK_ELEMENTS = 2 ** 20
+# On CPU, score()/score_candidates() split the queries over torch.get_num_threads() Python workers that each
+# run single-threaded torch ops (torch releases the GIL).  This avoids one OpenMP barrier per small op, which
+# costs a scheduler time slice whenever another process holds a core.
+PARALLEL_QUERIES = True
+_POOL_LOCK = threading.Lock()
+_POOLS: dict = {}
+
+
+def _run_over_queries(q: int, work) -> None:
+    """Call ``work(query_ids)`` on disjoint query subsets, in parallel CPU workers where that helps."""
+    threads = torch.get_num_threads()
+    if (not PARALLEL_QUERIES or threads <= 1 or q <= 1
+            or threading.current_thread() is not threading.main_thread() or not _POOL_LOCK.acquire(blocking=False)):
+        work(range(q))
+        return
+    try:
+        workers = min(threads, q)
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="qnet")
+        torch.set_num_threads(1)
+        try:
+            futures = [pool.submit(work, range(w, q, workers)) for w in range(workers)]
+            for future in futures:
+                future.result()
+        finally:
+            torch.set_num_threads(threads)
+    finally:
+        _POOL_LOCK.release()
 
 
 def get_activation(name: str):
@@ -244,11 +275,18 @@ class QNetBatch:
             return torch.matmul(docs.float(), self.weights[0].squeeze(-1).T).T.contiguous()
         docs = docs.contiguous()
         out = torch.empty(q, n, dtype=torch.float32, device=self.device)
-        step = n if docs.is_cuda else self.chunk_rows()
-        for start in range(0, n, step):
-            chunk = docs[start:start + step]
+        if docs.is_cuda:
             for i in range(q):
-                out[i, start:start + step] = self._score_rows(i, chunk)
+                out[i] = self._score_rows(i, docs)
+            return out
+        step = self.chunk_rows()
+
+        def work(queries):
+            for start in range(0, n, step):  # a cache-sized chunk of documents, then every query on it
+                chunk = docs[start:start + step]
+                for i in queries:
+                    out[i, start:start + step] = self._score_rows(i, chunk)
+        _run_over_queries(q, work)
         return out
 
     @torch.no_grad()
@@ -263,10 +301,13 @@ class QNetBatch:
             return self.forward(cands)
         out = torch.empty(q, m, dtype=torch.float32, device=self.device)
         step = self.chunk_rows()
-        for i in range(q):
-            rows = cands[i]
-            for start in range(0, m, step):
-                out[i, start:start + step] = self._score_rows(i, rows[start:start + step].contiguous())
+
+        def work(queries):
+            for i in queries:
+                rows = cands[i]
+                for start in range(0, m, step):
+                    out[i, start:start + step] = self._score_rows(i, rows[start:start + step].contiguous())
+        _run_over_queries(q, work)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

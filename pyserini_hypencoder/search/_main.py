@@ -54,8 +54,18 @@ def build_parser() -> ArgumentParser:
                         help="exact scoring of every document (default), or an approximate structure of the index")
     search.add_argument("--block-size", type=positive_int, default=None, metavar="N",
                         help="documents per exact-scoring block (default: sized from the q-net width)")
+    search.add_argument("--entry-points", type=positive_int, default=None, metavar="N",
+                        help="graph: initial candidates shared by all queries (speed helper's default)")
+    search.add_argument("--n-candidates", type=positive_int, default=None, metavar="N",
+                        help="graph: candidates expanded per iteration")
+    search.add_argument("--max-iter", type=positive_int, default=None, metavar="N", help="graph: iterations")
+    search.add_argument("--no-early-stop", dest="early_stop", action="store_const", const=False, default=None,
+                        help="graph: run all --max-iter iterations")
+    search.add_argument("--graph-variant", dest="variant", choices=("reference", "paper"), default=None,
+                        help="graph: the original code's walk (reference) or the paper's Algorithm 1")
+    search.add_argument("--nprobe", type=positive_int, default=None, metavar="N", help="ivf: lists probed")
     search.add_argument("--search-param", type=_search_param, action="append", default=[], metavar="NAME=VALUE",
-                        help="keyword argument for the graph/ivf search function (repeatable)")
+                        help="any other keyword argument of the graph/ivf search function (repeatable)")
     rerank = parser.add_argument_group("reranking (instead of full search)")
     rerank.add_argument("--rerank", metavar="RUN",
                         help="first-stage run to rerank (TREC 6 columns or MS MARCO 3/4 columns)")
@@ -75,8 +85,16 @@ def _check_args(args) -> None:
             raise ValueError("--index is required (or --rerank RUN with --corpus/--lucene-index)")
         if args.corpus or args.lucene_index:
             raise ValueError("--corpus/--lucene-index are for reranking (--rerank RUN)")
-    elif args.search != "exact" or args.search_param:
-        raise ValueError("--search/--search-param apply to full search, not to --rerank")
+    elif args.search != "exact" or search_params(args):
+        raise ValueError("--search and its parameters apply to full search, not to --rerank")
+    graph_only = [f for f in ("entry_points", "n_candidates", "max_iter", "early_stop", "variant")
+                  if getattr(args, f) is not None]
+    if args.search != "graph" and graph_only:
+        raise ValueError(f"--{graph_only[0].replace('_', '-')} applies to --search graph")
+    if args.search != "ivf" and args.nprobe is not None:
+        raise ValueError("--nprobe applies to --search ivf")
+    if args.search == "exact" and args.search_param:
+        raise ValueError("--search-param applies to --search graph or ivf")
     if args.corpus and args.lucene_index:
         raise ValueError("give one text source: --corpus or --lucene-index")
     if args.rerank is not None and args.index is None and not (args.corpus or args.lucene_index):
@@ -85,6 +103,16 @@ def _check_args(args) -> None:
         raise ValueError(f"--runtag must be one non-empty word, got {args.runtag!r}")
     if Path(args.output).is_dir():
         raise IsADirectoryError(f"{args.output}: output is a directory")
+
+
+ANN_FLAGS = ("entry_points", "n_candidates", "max_iter", "early_stop", "variant", "nprobe")
+
+
+def search_params(args) -> dict:
+    """Keyword arguments for ann.graph_search / ann.ivf_search from the flags that were given."""
+    params = {f: getattr(args, f) for f in ANN_FLAGS if getattr(args, f) is not None}
+    params.update(dict(args.search_param))
+    return params
 
 
 def _load_encoder(args):
@@ -96,16 +124,18 @@ def _load_encoder(args):
 def _search(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple[str, float]]]:
     from ._searcher import HypencoderSearcher
     searcher = HypencoderSearcher(args.index, encoder, force=args.force, search=args.search,
-                                  search_params=dict(args.search_param), block_size=args.block_size)
+                                  search_params=search_params(args), block_size=args.block_size)
     qids = list(topics)
     results: Dict[str, List[Tuple[str, float]]] = {}
     # --remove-query drops hits after retrieval, as Pyserini does, so fetch one extra.
     k = args.hits + 1 if args.remove_query else args.hits
-    for start in tqdm(range(0, len(qids), args.batch_size), desc="search", unit="batch", disable=None):
-        batch = qids[start:start + args.batch_size]
-        found = searcher.batch_search([topics[q] for q in batch], batch, k=k, threads=args.threads or 1)
-        for qid in batch:
-            results[qid] = [(h.docid, h.score) for h in found[qid]]
+    with tqdm(total=len(qids), desc="search", unit="query") as bar:
+        for start in range(0, len(qids), args.batch_size):
+            batch = qids[start:start + args.batch_size]
+            found = searcher.batch_search([topics[q] for q in batch], batch, k=k, threads=args.threads or 1)
+            for qid in batch:
+                results[qid] = [(h.docid, h.score) for h in found[qid]]
+            bar.update(len(batch))
     return results
 
 

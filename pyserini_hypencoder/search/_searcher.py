@@ -127,6 +127,13 @@ class HypencoderSearcher:
         if has is not None and not has(self.index):
             raise ValueError(f"{self.index.path}: the index has no {search} structure; run: "
                              f"python -m pyserini_hypencoder.index --index {self.index.path} --add {search}")
+        import inspect
+        accepted = [name for name, p in inspect.signature(function).parameters.items()
+                    if p.kind == p.KEYWORD_ONLY and name not in ("return_stats",)]
+        unknown = sorted(set(self.search_params) - set(accepted))
+        if unknown:
+            raise ValueError(f"unknown {search} search parameter {unknown[0]!r}; expected one of "
+                             f"{', '.join(accepted)}")
         return function
 
     def _top(self, qnets: QNetBatch, k: int) -> Tuple[np.ndarray, np.ndarray]:

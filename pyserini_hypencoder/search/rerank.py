@@ -37,11 +37,15 @@ class HypencoderReranker:
     force : bool
         Use an index built by other encoder weights.
     batch_size : int
-        Queries per q-net batch (documents are encoded in batches of the same size).
+        Queries per q-net batch.
+    doc_max_length : int
+        Truncation of candidates encoded from text (default: the model's passage setting, as in the index).
+    progress : bool
+        tqdm progress bars on stderr.
     """
 
     def __init__(self, query_encoder, *, index=None, texts=None, force: bool = False, batch_size: int = 32,
-                 doc_max_length: Optional[int] = None):
+                 doc_max_length: Optional[int] = None, progress: bool = True):
         self.query_encoder = query_encoder
         self.index: Optional[DenseIndex] = open_index(index) if index is not None else None
         if self.index is not None:
@@ -49,6 +53,7 @@ class HypencoderReranker:
         self.texts = texts
         self.batch_size = int(batch_size)
         self.doc_max_length = doc_max_length
+        self.progress = progress
         self._doc_encoder = None
 
     # -- candidate vectors -------------------------------------------------------------------------------------
@@ -92,11 +97,12 @@ class HypencoderReranker:
         out: Dict[str, np.ndarray] = {}
         # Sorting by length keeps padding small; results go back by docid.
         order = sorted(docids, key=lambda d: len(texts[d]))
-        for start in tqdm(range(0, len(order), DOC_BATCH), desc="encode candidates", unit="batch",
-                          disable=None):
-            batch = order[start:start + DOC_BATCH]
-            for docid, vec in zip(batch, encoder.encode([texts[d] for d in batch])):
-                out[docid] = vec
+        with tqdm(total=len(order), desc="encode candidates", unit="doc", disable=not self.progress) as bar:
+            for start in range(0, len(order), DOC_BATCH):
+                batch = order[start:start + DOC_BATCH]
+                for docid, vec in zip(batch, encoder.encode([texts[d] for d in batch])):
+                    out[docid] = vec
+                bar.update(len(batch))
         return out
 
     # -- reranking ---------------------------------------------------------------------------------------------
@@ -124,7 +130,8 @@ class HypencoderReranker:
         results: Dict[str, Hits] = {}
         with torch_threads(threads):
             vectors = self.candidate_vectors([d for qid in qids for d in candidates[qid]])
-            for start in tqdm(range(0, len(qids), self.batch_size), desc="rerank", unit="batch", disable=None):
+            bar = tqdm(total=len(qids), desc="rerank", unit="query", disable=not self.progress)
+            for start in range(0, len(qids), self.batch_size):
                 chunk = qids[start:start + self.batch_size]
                 qnets = self.query_encoder.encode_batch([queries[q] for q in chunk])
                 scores = self._score(qnets, [candidates[q] for q in chunk], vectors)
@@ -132,6 +139,8 @@ class HypencoderReranker:
                     hits = list(zip(candidates[qid], row))
                     hits.sort(key=lambda h: (-h[1], h[0]))
                     results[qid] = hits
+                bar.update(len(chunk))
+            bar.close()
         return results
 
     @staticmethod

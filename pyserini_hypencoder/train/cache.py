@@ -74,6 +74,10 @@ def passage_vectors(model: Hypencoder, texts: Sequence[str], *, max_length: int,
                     ) -> torch.Tensor:
     """Pooled passage vectors (N, h) float32 of the model's passage encoder, cached on disk."""
     texts = [t if t else " " for t in texts]
+    if model.pooling == "mean_normalized":   # derived from the cached mean vectors
+        base = passage_vectors(_WithPooling(model, "mean"), texts, max_length=max_length, batch_size=batch_size,
+                               cache_dir=cache_dir, bf16=bf16, desc=desc)
+        return torch.nn.functional.normalize(base, dim=-1)
     key = feature_key(backbone_fingerprint(model.passage_encoder()), "passages", max_length, texts,
                       f"{model.pooling}|bf16={bf16}")
     path = Path(cache_dir) / f"{key}.pt" if cache_dir else None
@@ -117,6 +121,20 @@ def query_states(model: Hypencoder, texts: Sequence[str], *, max_length: int, ba
     if path is not None:
         _save(result, path)
     return result
+
+
+class _WithPooling:
+    """A view of a model with another pooling (for deriving normalised vectors from cached means)."""
+
+    def __init__(self, model, pooling: str):
+        self._model, self.pooling = model, pooling
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def encode_passages(self, input_ids, attention_mask, bf16: bool = False):
+        states = self._model.passage_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return pool(states.float(), attention_mask, self.pooling)
 
 
 def mean_pool(features: dict) -> torch.Tensor:

@@ -24,6 +24,7 @@ class TrainConfig:
     passage_max_length: int = 256
     freeze_backbone: bool = True              # cache frozen features and train the head only
     init_seed: int = 1
+    head_init: str = "paper"                  # paper (random, as published) | warm (start as a dot product)
     # bi-encoder control
     normalize: bool = True
     # data
@@ -48,6 +49,7 @@ class TrainConfig:
     # optimisation
     lr: float = 1e-3
     weight_decay: float = 0.0
+    hidden_lr_scale: float = 1.0              # lr factor for the hyper head's hidden-layer generators
     warmup_steps: int = 50
     schedule: str = "linear"                  # constant | linear | cosine (after warm-up)
     steps: Optional[int] = None
@@ -96,6 +98,8 @@ class TrainConfig:
             raise ValueError(f"data_format must be beir or jsonl, not {self.data_format!r}")
         if not self.data_path:
             raise ValueError("data_path is required")
+        if self.head_init not in ("paper", "warm"):
+            raise ValueError(f"head_init must be paper or warm, not {self.head_init!r}")
         if self.schedule not in ("constant", "linear", "cosine"):
             raise ValueError(f"schedule must be constant, linear or cosine, not {self.schedule!r}")
         if self.steps is None and self.epochs is None:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..encoders import join_title
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +123,8 @@ def load_jsonl(path, *, positive_filter: str = "first", positive_type: str = "po
 
 # -- BEIR route -----------------------------------------------------------
 def read_corpus(path) -> Tuple[List[str], List[str]]:
+    """Ids and ``"title text"`` passages (joined as the plugin's document encoder joins them)."""
+    from ..encoders import join_title
     ids, texts = [], []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):

@@ -52,11 +52,74 @@ def build_model(cfg: TrainConfig):
     return model
 
 
+@torch.no_grad()
+def warm_start_head(head, passage_vectors: Optional[torch.Tensor] = None, *, seed: int = 1) -> None:
+    """Start the q-net as a (projected) dot product with the mean-pooled query, plus near-zero hidden layers.
+
+    The first ``L-1`` generated weights lose their query-independent base (so ``x W_j`` starts near 0 and
+    the residual carries the passage vector through); the last weight's attention becomes uniform
+    (key projection 0 = mean pooling of the query tokens) and its value/output projections become
+    ``[A; -A]`` / ``[A^T, -A^T]``, so that ``ReLU`` loses nothing and ``w_last = A^T A q`` up to the layer
+    norm's scale.  ``A`` holds the top h/2 principal directions of the passage vectors (a random
+    orthonormal basis without them).  Needs a residual connection on every hidden block.
+    """
+    spec = head.spec
+    if any(not spec.residual_at(j) for j in range(spec.num_layers - 1)):
+        raise ValueError("head_init 'warm' needs do_residual and do_residual_on_last (a residual on every block)")
+    dims = spec.vector_dimensions
+    h, k = head.hidden_size, spec.num_layers - 1
+    if dims[k] != h:
+        raise ValueError("head_init 'warm' needs the last q-net layer to have the backbone's width")
+    if passage_vectors is not None and passage_vectors.shape[0] >= 2:
+        x = passage_vectors.float() - passage_vectors.float().mean(0)
+        basis = torch.linalg.svd(x, full_matrices=False).Vh
+        if basis.shape[0] < h // 2:
+            basis = None
+    else:
+        basis = None
+    if basis is None:
+        g = torch.Generator().manual_seed(seed)
+        basis = torch.linalg.qr(torch.randn(h, h, generator=g))[0].T
+    a = basis[: h // 2].to(head.key_projections[k].weight.dtype)
+    for i in range(k):
+        head.hyper_base_matrices[i].zero_()
+    head.key_projections[k].weight.zero_()
+    head.key_projections[k].bias.zero_()
+    head.value_projections[k].weight.zero_()
+    head.value_projections[k].weight[: 2 * a.shape[0]] = torch.cat([a, -a])
+    head.value_projections[k].bias.zero_()
+    head.weight_hyper_projection[k].weight.zero_()
+    head.weight_hyper_projection[k].weight[:, : 2 * a.shape[0]] = torch.cat([a, -a]).T
+    head.weight_hyper_projection[k].bias.zero_()
+    head.hyper_base_matrices[k].zero_()
+
+
 def trainable_parameters(model, cfg: TrainConfig):
     frozen = cfg.freeze_backbone
     for name, p in model.named_parameters():
         p.requires_grad_(not (frozen and (name.startswith("backbone.") or name.startswith("passage_backbone."))))
     return [p for p in model.parameters() if p.requires_grad]
+
+
+def parameter_groups(model, cfg: TrainConfig) -> List[dict]:
+    """Optimizer groups: the hyper-head parts that generate the q-net's hidden layers get
+    ``lr * hidden_lr_scale``; the last layer's generator, the backbone and the bi-encoder get ``lr``."""
+    params = trainable_parameters(model, cfg)
+    if isinstance(model, BiEncoder) or cfg.hidden_lr_scale == 1.0:
+        return [{"params": params, "lr": cfg.lr}]
+    k = model.spec.num_layers - 1
+    last = {f"head.{n}.{k}" for n in ("hyper_base_matrices", "weight_query_embeddings")}
+    last |= {f"head.{n}.{k}.{w}" for n in ("weight_hyper_projection", "key_projections", "value_projections")
+             for w in ("weight", "bias")}
+    main, hidden = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (hidden if name.startswith("head.") and name not in last else main).append(p)
+    if cfg.hidden_lr_scale == 0:   # frozen at their initial values: no gradients needed
+        for p in hidden:
+            p.requires_grad_(False)
+        return [{"params": main, "lr": cfg.lr}]
+    return [{"params": main, "lr": cfg.lr}, {"params": hidden, "lr": cfg.lr * cfg.hidden_lr_scale}]
 
 
 # -- losses -------------------------------------------------------------------
@@ -200,9 +263,12 @@ class Trainer:
         self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else cache.DEFAULT_CACHE_DIR
         self.model = build_model(cfg)
         self.data, self.dev = self._load_data()
+        if cfg.head_init == "warm" and cfg.model_kind == "hypencoder" and not cfg.init_from and not self.resume:
+            warm_start_head(self.model.head, self.pvec, seed=cfg.init_seed)
         self.sampler = BatchSampler(self.data, cfg)
-        self.params = trainable_parameters(self.model, cfg)
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        groups = parameter_groups(self.model, cfg)
+        self.params = [p for g in groups for p in g["params"]]
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.total_steps = self.sampler.total_steps()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step, self.best, self.best_step = 0, -1.0, -1
@@ -333,7 +399,10 @@ class Trainer:
                                         "passage_max_length": cfg.passage_max_length})
             return self.model.save(out_dir, include_backbone=not cfg.freeze_backbone)
         self.model.settings["training"] = {"config": cfg.to_dict(), "step": self.step}
-        return save_hypencoder(self.model, str(out_dir), include_backbone=not cfg.freeze_backbone,
+        # A frozen backbone that an installed package / directory / Hub id provides is named, not stored;
+        # a backbone that came inside an init_from checkpoint travels with the model.
+        include = not cfg.freeze_backbone or not self.model.settings.get("backbone")
+        return save_hypencoder(self.model, str(out_dir), include_backbone=include,
                                half_precision_head=cfg.half_precision_save)
 
     def save_checkpoint(self) -> None:
@@ -391,7 +460,7 @@ class Trainer:
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
-            record = {"step": self.step, "loss": float(out["total"]), "lr": self.scheduler.get_last_lr()[0]}
+            record = {"step": self.step, "loss": float(out["total"].detach()), "lr": self.scheduler.get_last_lr()[0]}
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}")
             if self.step % cfg.eval_every == 0 or self.step == self.total_steps:

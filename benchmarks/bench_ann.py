@@ -1,0 +1,370 @@
+"""Approximate q-net search (IVF pools, graph walks) against exact search: recall, cost, latency, memory.
+
+    python benchmarks/bench_ann.py --quick                                  # CI: small random data, seconds
+    python benchmarks/bench_ann.py real --index DIR --encoder MODEL --topics TSV [--qrels TXT] --json OUT
+    python benchmarks/bench_ann.py scale --index DIR --encoder MODEL --topics TSV --num-docs 1000000 \\
+        --work DIR --json OUT                                               # vectors drawn like the index's
+    python benchmarks/bench_ann.py plot RESULT.json ... --png docs/ann_recall_latency.png
+
+For every method and parameter setting it prints recall@10 and recall@100 against exact search, nDCG@10 (with
+--qrels), documents scored per query (centroids included), latency p50/p95 per query (each batch of 32 queries
+timed as a whole and divided by its size) and the process's peak resident memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pyserini_hypencoder.ann import build_graph, build_ivf, graph_search, ivf_candidates, ivf_search
+from pyserini_hypencoder.model.qnet import QNetBatch, QNetSpec
+from pyserini_hypencoder.search.exact import exact_search
+
+logger = logging.getLogger("bench_ann")
+
+
+def peak_rss_mb(who=resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+# -- methods -------------------------------------------------------------------------------------------
+def sweep(n: int, quick: bool, graph_ok: bool, ivf_ok: bool, nlist: int, k: int):
+    """(method, params) pairs; sizes relative to N so that every setting is cheaper than exact search."""
+    configs = [("exact", {})]
+    if ivf_ok:
+        probes = [1, 2, 4] if quick else [4, 8, 16, 32, 64, 128]
+        configs += [("ivf", {"nprobe": p}) for p in probes if p < nlist]
+    if graph_ok:
+        if quick:
+            configs += [("graph", {"entry_points": 16, "n_candidates": 8, "max_iter": 4})]
+        else:
+            for ep in (100, 1000):
+                for nc in (16, 64):
+                    for it in (4, 16):
+                        configs.append(("graph", {"entry_points": min(ep, n), "n_candidates": nc, "max_iter": it}))
+            configs.append(("graph", {"entry_points": min(1000, n), "n_candidates": 64, "max_iter": 16,
+                                      "variant": "paper"}))
+    if graph_ok and ivf_ok:
+        for p in ([1] if quick else [4, 8, 16]):
+            if p < nlist:
+                configs.append(("ivf+graph", {"nprobe": p, "n_candidates": 16 if quick else 64,
+                                              "max_iter": 4 if quick else 8}))
+    return configs
+
+
+def run_method(method, params, qnets, vectors, graph, ivf, k):
+    if method == "exact":
+        s, r = exact_search(qnets, vectors, k)
+        return s, r, torch.full((len(qnets),), vectors.shape[0])
+    if method == "ivf":
+        return ivf_search(qnets, None, k, ivf=ivf, vectors=vectors, return_stats=True, **params)
+    if method == "graph":
+        return graph_search(qnets, None, k, graph=graph, vectors=vectors, return_stats=True, **params)
+    if method == "ivf+graph":
+        params = dict(params)
+        pool = ivf_candidates(qnets, ivf, params.pop("nprobe"))
+        s, r, scored = graph_search(qnets, None, k, graph=graph, vectors=vectors, initial_candidates=pool,
+                                    return_stats=True, **params)
+        return s, r, scored + len(ivf["centroids"])
+    raise ValueError(method)
+
+
+def recall(rows, truth, depth):
+    depth = min(depth, truth.shape[1])
+    hits = [len(set(r[:depth].tolist()) & set(t[:depth].tolist()) - {-1}) / depth for r, t in zip(rows, truth)]
+    return float(np.mean(hits))
+
+
+def ndcg10(rows, qids, docids, qrels):
+    values = []
+    for row, qid in zip(rows, qids):
+        rel = qrels.get(qid)
+        if not rel:
+            continue
+        gains = [rel.get(docids[i], 0) if i >= 0 else 0 for i in row[:10].tolist()]
+        dcg = sum(g / math.log2(j + 2) for j, g in enumerate(gains))
+        ideal = sorted(rel.values(), reverse=True)[:10]
+        idcg = sum(g / math.log2(j + 2) for j, g in enumerate(ideal))
+        values.append(dcg / idcg if idcg > 0 else 0.0)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def evaluate(qnets: QNetBatch, vectors: torch.Tensor, graph, ivf, *, k=100, batch=32, quick=False, qids=None,
+             docids=None, qrels=None, configs=None, label=""):
+    n = vectors.shape[0]
+    nlist = len(ivf["centroids"]) if ivf is not None else 0
+    configs = configs or sweep(n, quick, graph is not None, ivf is not None, nlist, k)
+    results, truth = [], None
+    for method, params in configs:
+        latencies, rows_all, scored_all = [], [], []
+        for start in range(0, len(qnets), batch):
+            sub = qnets[start:start + batch]
+            sync(vectors.device)
+            t0 = time.perf_counter()
+            _, rows, scored = run_method(method, params, sub, vectors, graph, ivf, k)
+            sync(vectors.device)
+            latencies += [(time.perf_counter() - t0) / len(sub) * 1000] * len(sub)
+            rows_all.append(rows.cpu())
+            scored_all.append(scored.cpu())
+        rows = torch.cat(rows_all)
+        if truth is None:
+            truth = rows
+        row = {"label": label, "method": method, "params": params, "n": n, "queries": len(qnets),
+               "recall@10": recall(rows, truth, 10), "recall@100": recall(rows, truth, 100),
+               "docs_scored": float(torch.cat(scored_all).float().mean()),
+               "p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95)),
+               "peak_rss_mb": peak_rss_mb()}
+        if qrels is not None:
+            row["ndcg@10"] = ndcg10(rows, qids, docids, qrels)
+        results.append(row)
+        print_row(row)
+    return results
+
+
+def print_row(row):
+    params = ",".join(f"{k}={v}" for k, v in row["params"].items()) or "-"
+    nd = f" nDCG@10 {row['ndcg@10']:.4f}" if "ndcg@10" in row else ""
+    print(f"{row['label']:>10s} {row['method']:>9s} {params:44s} R@10 {row['recall@10']:.3f} R@100 "
+          f"{row['recall@100']:.3f}{nd} scored {row['docs_scored']:>10,.0f} ({row['docs_scored'] / row['n']:.2%}) "
+          f"p50 {row['p50_ms']:8.1f} ms p95 {row['p95_ms']:8.1f} ms rss {row['peak_rss_mb']:,.0f} MB", flush=True)
+
+
+# -- data ----------------------------------------------------------------------------------------------
+def random_qnets(dims, q, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = [torch.randn(q, dims[i], dims[i + 1], generator=g) / dims[i] ** 0.5 for i in range(len(dims) - 1)]
+    b = [torch.randn(q, 1, dims[i + 1], generator=g) * 0.1 for i in range(len(dims) - 2)]
+    return QNetBatch(w, b, QNetSpec(tuple(dims)))
+
+
+def read_topics(path, limit=None):
+    qids, texts = [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                qid, text = line.rstrip("\n").split("\t", 1)
+                qids.append(qid)
+                texts.append(text)
+    return (qids[:limit], texts[:limit]) if limit else (qids, texts)
+
+
+def read_qrels(path):
+    qrels = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 4 and int(parts[3]) > 0:
+                qrels.setdefault(parts[0], {})[parts[2]] = int(parts[3])
+    return qrels
+
+
+def encode_queries(encoder, texts, device, bf16):
+    from pyserini_hypencoder.encoders import HypencoderQueryEncoder
+    enc = HypencoderQueryEncoder(encoder, device=device, bf16=bf16)
+    return QNetBatch.concat([enc.encode_batch(texts[i:i + 64]) for i in range(0, len(texts), 64)])
+
+
+def mixture_like(real: np.ndarray, n: int, *, components=64, seed=0, chunk=100_000):
+    """n vectors from a Gaussian mixture fitted to ``real``: k-means means, weights from cluster sizes, and the
+    pooled within-cluster covariance, so the mixture's mean and covariance match the real vectors'."""
+    import faiss
+    real = np.ascontiguousarray(real, dtype=np.float32)
+    c = max(1, min(components, len(real) // 40))
+    km = faiss.Kmeans(real.shape[1], c, niter=20, seed=seed)
+    km.train(real)
+    assign = km.index.search(real, 1)[1][:, 0]
+    resid = real - km.centroids[assign]
+    cov = np.cov(resid, rowvar=False) + 1e-6 * np.eye(real.shape[1])
+    chol = np.linalg.cholesky(cov).astype(np.float32)
+    weights = np.bincount(assign, minlength=c) / len(real)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, real.shape[1]), dtype=np.float32)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        comp = rng.choice(c, size=m, p=weights)
+        z = rng.standard_normal((m, real.shape[1]), dtype=np.float32)
+        out[start:start + m] = km.centroids[comp] + z @ chol.T
+    return out
+
+
+# -- modes ---------------------------------------------------------------------------------------------
+def mode_quick(args):
+    n, d = 2000, 32
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((20, d)).astype(np.float32) * 2
+    vectors = torch.from_numpy(centres[rng.integers(0, 20, n)] + rng.standard_normal((n, d)).astype(np.float32))
+    qnets = random_qnets([d, d, d, 1], 64)
+    t0 = time.perf_counter()
+    graph = build_graph(vectors.numpy(), neighbours=16, method="exact", progress=False)
+    ivf = build_ivf(vectors.numpy(), nlist=16, progress=False)
+    print(f"built graph + ivf for {n} x {d} in {time.perf_counter() - t0:.2f} s")
+    device = args.device
+    return evaluate(qnets.to(device), vectors.to(device), torch.from_numpy(graph).to(device), ivf, k=100, quick=True,
+                    label="quick")
+
+
+def load_index_vectors(index_dir, device, dtype):
+    from pyserini_hypencoder.index import DenseIndex
+    index = DenseIndex.open(index_dir)
+    return index, index.block(0, index.num_docs, device=device, dtype=dtype)
+
+
+def mode_real(args):
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    index, vectors = load_index_vectors(args.index, args.device, dtype)
+    qids, texts = read_topics(args.topics, args.num_queries)
+    qnets = encode_queries(args.encoder, texts, args.device, args.bf16)
+    qrels = read_qrels(args.qrels) if args.qrels else None
+    flat = vectors.float().cpu().numpy()
+    t0 = time.perf_counter()
+    graph = torch.from_numpy(build_graph(flat, neighbours=args.neighbours, method="exact", progress=False))
+    t1 = time.perf_counter()
+    ivf = build_ivf(flat, nlist=args.nlist, progress=False)
+    print(f"{args.label}: N={index.num_docs} Q={len(qnets)}; graph build {t1 - t0:.1f} s, ivf build "
+          f"{time.perf_counter() - t1:.1f} s (nlist {len(ivf['centroids'])})", flush=True)
+    return evaluate(qnets, vectors, graph, ivf, k=args.k, qids=qids, docids=index.docids, qrels=qrels,
+                    label=args.label, configs=load_configs(args.configs))
+
+
+def load_configs(path):
+    if not path:
+        return None
+    return [(c["method"], c["params"]) for c in json.loads(Path(path).read_text())]
+
+
+def build_with_cli(index_dir, structure, extra):
+    """Build a structure in a child process; returns (seconds, child's peak RSS in MB)."""
+    cmd = [sys.executable, "-m", "pyserini_hypencoder.index", "--index", str(index_dir), "--add", structure] + extra
+    before = peak_rss_mb(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    seconds = time.perf_counter() - t0
+    return seconds, max(peak_rss_mb(resource.RUSAGE_CHILDREN), before)
+
+
+def mode_scale(args):
+    from pyserini_hypencoder.index import DenseIndex, write_index
+    work = Path(args.work)
+    target = work / f"synthetic-{args.num_docs}"
+    _, real = load_index_vectors(args.index, "cpu", torch.float32)
+    if not (target / "meta.json").is_file():
+        vectors = mixture_like(real.numpy(), args.num_docs)
+        write_index(target, [f"s{i}" for i in range(args.num_docs)], vectors,
+                    meta={"encoder": f"synthetic mixture like {args.index}"}, overwrite=True)
+        del vectors
+    index = DenseIndex.open(target)
+    builds = {}
+    if "ivf" not in index.structures:
+        builds["ivf"] = build_with_cli(target, "ivf", ["--nlist", str(args.nlist)] if args.nlist else [])
+    if "graph" not in index.structures and not args.no_graph:
+        builds["graph"] = build_with_cli(target, "graph", ["--neighbours", str(args.neighbours), "--method", "ivf",
+                                                           "--graph-nlist", str(args.graph_nlist),
+                                                           "--graph-nprobe", str(args.graph_nprobe)])
+    for name, (sec, mb) in builds.items():
+        print(f"build {name}: {sec:.0f} s, child peak RSS {mb:,.0f} MB (cumulative max over children)", flush=True)
+    index = DenseIndex.open(target)
+    from pyserini_hypencoder.ann import load_graph, load_ivf
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    vectors = index.block(0, index.num_docs, device=args.device, dtype=dtype)
+    graph = load_graph(index, args.device) if "graph" in index.structures else None
+    ivf = load_ivf(index)
+    qids, texts = read_topics(args.topics, args.num_queries)
+    qnets = encode_queries(args.encoder, texts, args.device, args.bf16)
+    out = evaluate(qnets, vectors, graph, ivf, k=args.k, label=args.label, configs=load_configs(args.configs))
+    for row in out:
+        row["builds"] = {k: {"seconds": v[0], "peak_rss_mb": v[1]} for k, v in builds.items()}
+    return out
+
+
+def mode_plot(args):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [r for path in args.results for r in json.loads(Path(path).read_text())]
+    labels = sorted({r["label"] for r in rows})
+    fig, axes = plt.subplots(1, len(labels), figsize=(5 * len(labels), 4), squeeze=False)
+    for ax, label in zip(axes[0], labels):
+        for method, marker in (("exact", "*"), ("ivf", "o"), ("graph", "s"), ("ivf+graph", "^")):
+            pts = sorted((r["p50_ms"], r["recall@100"]) for r in rows if r["label"] == label and r["method"] == method)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, linestyle="-" if len(pts) > 1
+                        else "none", label=method)
+        ax.set_xscale("log")
+        ax.set_xlabel("p50 latency per query (ms, batches of 32)")
+        ax.set_ylabel("recall@100 vs exact")
+        ax.set_title(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.png, dpi=110)
+    print(f"wrote {args.png}")
+    return []
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="small random data, seconds (CI)")
+    p.add_argument("--json", default=None, help="write the result rows here")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="device of the --quick run")
+    sub = p.add_subparsers(dest="mode")
+    for name in ("real", "scale"):
+        s = sub.add_parser(name)
+        s.add_argument("--index", required=True)
+        s.add_argument("--encoder", default="default")
+        s.add_argument("--topics", required=True)
+        s.add_argument("--qrels", default=None)
+        s.add_argument("--num-queries", type=int, default=None)
+        s.add_argument("--label", default=name)
+        s.add_argument("--k", type=int, default=100)
+        s.add_argument("--neighbours", type=int, default=32)
+        s.add_argument("--nlist", type=int, default=None)
+        s.add_argument("--device", default="cpu")
+        s.add_argument("--bf16", action="store_true")
+        s.add_argument("--configs", default=None, help="JSON list of {method, params} to run instead of the sweep")
+    sc = sub.choices["scale"]
+    sc.add_argument("--num-docs", type=int, default=1_000_000)
+    sc.add_argument("--work", required=True, help="directory for the synthetic index")
+    sc.add_argument("--no-graph", action="store_true")
+    sc.add_argument("--graph-nlist", type=int, default=1024, help="lists of the IVF neighbour search for the graph")
+    sc.add_argument("--graph-nprobe", type=int, default=8)
+    pl = sub.add_parser("plot")
+    pl.add_argument("results", nargs="+")
+    pl.add_argument("--png", required=True)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    torch.set_num_threads(args.threads)
+    try:
+        import faiss
+        faiss.omp_set_num_threads(args.threads)
+    except ImportError:
+        pass
+    if args.quick or args.mode is None:
+        rows = mode_quick(args)
+    else:
+        rows = {"real": mode_real, "scale": mode_scale, "plot": mode_plot}[args.mode](args)
+    if args.json and rows:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

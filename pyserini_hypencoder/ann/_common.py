@@ -1,0 +1,161 @@
+"""Shared pieces of the approximate searches: vector access, padded candidate scoring, structure files."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Tuple
+
+import numpy as np
+import torch
+
+from ..model.qnet import QNetBatch
+
+# Bytes of gathered candidate vectors scored at once (the rest is chunked over queries).
+GATHER_BUDGET = 256 * 2 ** 20
+_CACHE_ATTR = "_hypencoder_ann_cache"
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int, device):
+    """Run the block with ``threads`` torch CPU threads (no-op off the CPU).  The many small bookkeeping ops
+    of a search run single-threaded: an OpenMP region per small op costs more than it saves, and a scheduler
+    time slice whenever another process holds a core."""
+    if torch.device(device).type != "cpu" or threads == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def add_command(structure: str) -> str:
+    return f"python -m pyserini_hypencoder.index --index DIR --add {structure}"
+
+
+def missing_structure(index, structure: str) -> ValueError:
+    where = getattr(index, "path", "this index")
+    return ValueError(f"{where} has no {structure} structure for --search {structure}; "
+                      f"add it first, run: {add_command(structure)}".replace("DIR", str(where)))
+
+
+def index_path(index) -> Path:
+    path = getattr(index, "path", None)
+    if path is None:
+        raise ValueError("approximate search needs a DenseIndex (an index directory), not a bare array")
+    return Path(path)
+
+
+def num_docs(vectors) -> int:
+    return int(vectors.num_docs) if hasattr(vectors, "num_docs") else int(vectors.shape[0])
+
+
+def full_matrix(vectors, device, dtype) -> torch.Tensor:
+    """All rows of an index/array/tensor as one (N, d) tensor; cached on a DenseIndex per device and dtype."""
+    if isinstance(vectors, torch.Tensor):
+        return vectors.to(device=device, dtype=dtype)
+    if isinstance(vectors, np.ndarray):
+        from ..search.exact import to_tensor
+        return to_tensor(vectors, device, dtype)
+    cache = getattr(vectors, _CACHE_ATTR, None)
+    if cache is None:
+        cache = {}
+        try:
+            setattr(vectors, _CACHE_ATTR, cache)
+        except AttributeError:
+            pass
+    key = (str(torch.device(device)), dtype)
+    if key not in cache:
+        cache.clear()  # keep one copy in memory
+        cache[key] = vectors.block(0, num_docs(vectors), device=device, dtype=dtype)
+    return cache[key]
+
+
+def score_rows(qnets: QNetBatch, matrix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Scores of each query's own rows: rows (Q, M) int64 with -1 padding -> (Q, M) float32, -inf at padding."""
+    q, m = rows.shape
+    out = torch.full((q, m), float("-inf"), device=rows.device)
+    if m == 0 or q == 0:
+        return out
+    per_query = max(1, m * matrix.shape[1] * matrix.element_size())
+    step = max(1, GATHER_BUDGET // per_query)
+    for start in range(0, q, step):
+        stop = min(q, start + step)
+        r = rows[start:stop]
+        out[start:stop] = qnets[start:stop].score_candidates(matrix[r.clamp(min=0)])
+    return out.masked_fill_(rows < 0, float("-inf"))
+
+
+def topk_padded(scores: torch.Tensor, rows: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Best k of (Q, M) scores/rows, padded to k with -inf / -1, best first."""
+    q, m = scores.shape
+    keep = min(k, m)
+    top, idx = torch.topk(scores, keep, dim=1) if keep else (scores[:, :0], rows[:, :0])
+    top_rows = torch.gather(rows, 1, idx) if keep else rows[:, :0]
+    top_rows = top_rows.masked_fill(torch.isneginf(top), -1)
+    if keep < k:
+        top = torch.cat([top, torch.full((q, k - keep), float("-inf"), device=scores.device)], 1)
+        top_rows = torch.cat([top_rows, torch.full((q, k - keep), -1, dtype=rows.dtype, device=rows.device)], 1)
+    return top, top_rows
+
+
+def finish(scores: torch.Tensor, rows: torch.Tensor, k: int, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Trim to k' = min(k, N) columns (exact search's shape), keeping -inf / -1 padding where fewer were found."""
+    keep = min(k, n)
+    return scores[:, :keep].contiguous(), rows[:, :keep].contiguous()
+
+
+def compact_rows(rows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Move each row's valid entries to the front (order kept), -1 after, trimmed to the widest row."""
+    if rows.numel() == 0:
+        return rows
+    order = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices
+    out = torch.gather(rows.masked_fill(~valid, -1), 1, order)
+    width = int(valid.sum(1).max().item()) if valid.numel() else 0
+    return out[:, :width]
+
+
+def unique_rows(rows: torch.Tensor) -> torch.Tensor:
+    """Per row, replace repeated ids (and -1) by -1, keeping one copy of each id."""
+    if rows.numel() == 0:
+        return rows
+    srt, order = torch.sort(rows, dim=1)
+    dup = torch.zeros_like(srt, dtype=torch.bool)
+    dup[:, 1:] = srt[:, 1:] == srt[:, :-1]
+    keep_sorted = ~dup & (srt >= 0)
+    keep = torch.empty_like(keep_sorted).scatter_(1, order, keep_sorted)
+    return rows.masked_fill(~keep, -1)
+
+
+def save_array_atomic(path: Path, save) -> None:
+    """Write a file through ``save(binary_file)`` to a temporary name beside ``path``, then rename it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            save(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def record_structure(index, name: str, info: dict) -> None:
+    """Record a structure under meta.json "structures" (atomically)."""
+    if hasattr(index, "record_structure"):
+        index.record_structure(name, info)
+        return
+    from ..index._format import write_json_atomic, META_FILE  # fallback for indexes without the method
+    meta = dict(index.meta)
+    structures = dict(meta.get("structures") or {})
+    structures[name] = info
+    meta["structures"] = structures
+    write_json_atomic(Path(index.path) / META_FILE, meta)
+    index.meta = meta

@@ -1,0 +1,166 @@
+"""FAISS k-means (IVF) partition of the document vectors and q-net-guided candidate pools.
+
+The q-net scores the ``nlist`` centroids; the documents of each query's best ``nprobe`` lists are scored
+exactly and merged into a top-k.  With ``nprobe >= nlist`` this is exact search.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..model.qnet import QNetBatch
+from ._common import (finish, full_matrix, index_path, missing_structure, num_docs, record_structure,
+                      save_array_atomic, score_rows, topk_padded)
+
+logger = logging.getLogger(__name__)
+
+IVF_FILE = "ivf.npz"
+DEFAULTS = dict(nprobe=32)
+
+
+def default_nlist(n: int) -> int:
+    """About 4 sqrt(N) lists, at least 1 and at most N / 8 (so k-means has points to fit)."""
+    return int(max(1, min(int(round(4 * np.sqrt(n))), n // 8)))
+
+
+def build_ivf(vectors, *, nlist: Optional[int] = None, niter: int = 20, train_size: int = 256 * 1024,
+              batch_size: int = 65536, seed: int = 1234, progress: bool = True) -> dict:
+    """k-means partition -> {"centroids" (nlist, d) float32, "offsets" (nlist + 1,) int64, "order" (N,) int32,
+    "probes" (nlist, d) float32: the vectors the q-net scores to rank lists}.
+
+    ``order[offsets[l]:offsets[l + 1]]`` are the rows of list ``l`` (L2 assignment to the nearest centroid).
+    """
+    import faiss
+
+    if isinstance(vectors, torch.Tensor):
+        vectors = vectors.float().cpu().numpy()
+    n = num_docs(vectors)
+    if n == 0:
+        raise ValueError("cannot partition an empty index")
+    nlist = int(nlist or default_nlist(n))
+    if not 1 <= nlist <= n:
+        raise ValueError(f"nlist must lie in [1, {n}] for {n} documents, got {nlist}")
+    d = vectors.dimension if hasattr(vectors, "dimension") else vectors.shape[1]
+    read = (lambda a, b: vectors.block(a, b).numpy()) if hasattr(vectors, "block") else \
+        (lambda a, b: np.ascontiguousarray(vectors[a:b], dtype=np.float32))
+    start_time = time.time()
+    rng = np.random.default_rng(seed)
+    sample_rows = np.sort(rng.choice(n, size=min(n, train_size), replace=False))
+    if hasattr(vectors, "rows"):
+        sample = vectors.rows(sample_rows).numpy()
+    else:
+        sample = np.asarray(vectors[sample_rows], dtype=np.float32)
+    kmeans = faiss.Kmeans(d, nlist, niter=niter, seed=seed, verbose=False, max_points_per_centroid=max(256, len(sample) // nlist + 1))
+    kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
+    centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+    quantizer = faiss.IndexFlatL2(d)
+    quantizer.add(centroids)
+    assign = np.empty(n, dtype=np.int64)
+    for start in tqdm(range(0, n, batch_size), desc="ivf: assign", disable=not progress, leave=False):
+        stop = min(n, start + batch_size)
+        assign[start:stop] = quantizer.search(read(start, stop), 1)[1][:, 0]
+    order = np.argsort(assign, kind="stable").astype(np.int32)
+    counts = np.bincount(assign, minlength=nlist)
+    offsets = np.zeros(nlist + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    # Probe vectors: each centroid rescaled to the mean norm of its members.  A mean of vectors is shorter
+    # than they are, and the (non-linear) q-net ranks lists better on in-distribution norms.
+    norm_sum = np.zeros(nlist, dtype=np.float64)
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        np.add.at(norm_sum, assign[start:stop], np.linalg.norm(read(start, stop), axis=1))
+    centroid_norm = np.linalg.norm(centroids, axis=1)
+    scale = np.where((counts > 0) & (centroid_norm > 0), norm_sum / np.maximum(counts, 1) / np.maximum(centroid_norm, 1e-12), 1.0)
+    probes = (centroids * scale[:, None]).astype(np.float32)
+    logger.info("built an IVF partition of %d documents into %d lists in %.1f s", n, nlist, time.time() - start_time)
+    return {"centroids": centroids, "offsets": offsets, "order": order, "probes": probes}
+
+
+def add_ivf(index, *, nlist: Optional[int] = None, **build_options) -> dict:
+    """Build the IVF partition of a DenseIndex, write ``ivf.npz`` atomically and record it in meta.json."""
+    path = index_path(index)
+    ivf = build_ivf(index, nlist=nlist, **build_options)
+    save_array_atomic(path / IVF_FILE, lambda f: np.savez(f, **ivf))
+    info = {"file": IVF_FILE, "nlist": int(len(ivf["centroids"])), "metric": "l2", "num_docs": int(index.num_docs),
+            **{k: v for k, v in build_options.items() if k != "progress" and v is not None}}
+    record_structure(index, "ivf", info)
+    return info
+
+
+def has_ivf(index) -> bool:
+    path = getattr(index, "path", None)
+    structures = (getattr(index, "meta", None) or {}).get("structures") or {}
+    return path is not None and "ivf" in structures and (path / structures["ivf"].get("file", IVF_FILE)).is_file()
+
+
+def load_ivf(index) -> dict:
+    if not has_ivf(index):
+        raise missing_structure(index, "ivf")
+    cache = index.__dict__.setdefault("_hypencoder_ivf_cache", {})
+    if "ivf" not in cache:
+        file = index.path / index.meta["structures"]["ivf"].get("file", IVF_FILE)
+        with np.load(file) as data:
+            ivf = {name: data[name] for name in ("centroids", "offsets", "order", "probes") if name in data}
+        if ivf["order"].shape[0] != index.num_docs or ivf["offsets"][-1] != index.num_docs:
+            raise ValueError(f"{file} does not match the index ({index.num_docs} documents); rebuild it with: "
+                             f"python -m pyserini_hypencoder.index --index {index.path} --add ivf")
+        cache["ivf"] = ivf
+    return cache["ivf"]
+
+
+def _as_tensors(ivf: dict, device):
+    probes = ivf["probes"] if "probes" in ivf else ivf["centroids"]
+    return (torch.as_tensor(np.asarray(probes, dtype=np.float32), device=device),
+            torch.as_tensor(np.asarray(ivf["offsets"], dtype=np.int64), device=device),
+            torch.as_tensor(np.asarray(ivf["order"], dtype=np.int64), device=device))
+
+
+@torch.no_grad()
+def ivf_candidates(qnets: QNetBatch, ivf: dict, nprobe: int) -> torch.Tensor:
+    """Each query's pool: the rows of its ``nprobe`` best-scoring lists -> (Q, M) int64, -1 padding.
+
+    Lists are ranked by the q-net's score of their probe vector (centroid rescaled to its members' mean norm)."""
+    if nprobe <= 0:
+        raise ValueError(f"nprobe must be positive, got {nprobe}")
+    device = qnets.device
+    centroids, offsets, order = _as_tensors(ivf, device)
+    nlist = centroids.shape[0]
+    probe = min(nprobe, nlist)
+    lists = torch.topk(qnets.score(centroids.to(qnets.compute_dtype)), probe, dim=1).indices  # (Q, P)
+    starts, sizes = offsets[lists], offsets[lists + 1] - offsets[lists]  # (Q, P)
+    width = int(sizes.sum(1).max().item())
+    # position j of a query's pool lies in the list whose cumulative size first exceeds j
+    ends = sizes.cumsum(1)
+    pos = torch.arange(width, device=device).expand(len(qnets), -1).contiguous()
+    which = torch.searchsorted(ends, pos, right=True)
+    valid = which < probe
+    which = which.clamp(max=probe - 1)
+    before = torch.gather(ends - sizes, 1, which)
+    src = torch.gather(starts, 1, which) + (pos - before)
+    return torch.where(valid, order[src.clamp(max=order.shape[0] - 1)], torch.full_like(src, -1))
+
+
+@torch.no_grad()
+def ivf_search(qnets: QNetBatch, index, k: int, *, nprobe: int = DEFAULTS["nprobe"], ivf: Optional[dict] = None,
+               vectors=None, return_stats: bool = False):
+    """Approximate top-k from the best ``nprobe`` IVF lists -> (scores (Q, k'), rows (Q, k')), k' = min(k, N).
+
+    ``ivf``/``vectors`` override the index's own (for benchmarks); with ``return_stats`` a third value gives
+    the documents scored per query (Q,), centroids included.
+    """
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    if ivf is None:
+        ivf = load_ivf(index)
+    matrix = full_matrix(vectors if vectors is not None else index, qnets.device, qnets.compute_dtype)
+    pool = ivf_candidates(qnets, ivf, nprobe)
+    scores, rows = topk_padded(score_rows(qnets, matrix, pool), pool, k)
+    scores, rows = finish(scores, rows, k, matrix.shape[0])
+    if return_stats:
+        return scores, rows, (pool >= 0).sum(1) + len(ivf["centroids"])
+    return scores, rows

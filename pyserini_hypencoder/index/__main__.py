@@ -1,0 +1,70 @@
+"""Add an approximate-search structure to an index directory.
+
+    python -m pyserini_hypencoder.index --index DIR --add graph [--neighbours 100 --method auto|exact|ivf|hnsw]
+    python -m pyserini_hypencoder.index --index DIR --add ivf [--nlist N --niter 20]
+
+Files are written atomically and recorded (with their parameters) in meta.json "structures".
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Optional, Sequence
+
+from ..cli import positive_int, run_cli, set_threads, setup_logging
+
+logger = logging.getLogger("pyserini_hypencoder.index")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pyserini_hypencoder.index", description=__doc__.split("\n")[0])
+    p.add_argument("--index", required=True, metavar="DIR", help="index directory (written by the encoder)")
+    p.add_argument("--add", required=True, choices=("graph", "ivf"), help="structure to build")
+    g = p.add_argument_group("graph")
+    g.add_argument("--neighbours", "--neighbors", type=positive_int, default=100, metavar="K",
+                   help="neighbours per document (default 100)")
+    g.add_argument("--method", choices=("auto", "exact", "ivf", "hnsw"), default="auto",
+                   help="neighbour search: exact (IndexFlatL2), ivf (IndexIVFFlat), hnsw; auto = exact up to "
+                        "200,000 documents, ivf above (default auto)")
+    g.add_argument("--graph-nlist", type=positive_int, default=None, metavar="N",
+                   help="lists of the ivf neighbour search (default ~4 sqrt(N))")
+    g.add_argument("--graph-nprobe", type=positive_int, default=16, metavar="N",
+                   help="lists probed by the ivf neighbour search (default 16)")
+    g.add_argument("--hnsw-m", type=positive_int, default=32, metavar="M")
+    g.add_argument("--ef-construction", type=positive_int, default=64, metavar="N")
+    g.add_argument("--ef-search", type=positive_int, default=128, metavar="N")
+    i = p.add_argument_group("ivf")
+    i.add_argument("--nlist", type=positive_int, default=None, metavar="N",
+                   help="k-means lists (default ~4 sqrt(N), at most N/8)")
+    i.add_argument("--niter", type=positive_int, default=20, metavar="N", help="k-means iterations (default 20)")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch/faiss CPU threads")
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    set_threads(args.threads)
+    if args.threads:
+        import faiss
+        faiss.omp_set_num_threads(args.threads)
+    from ..ann import add_graph, add_ivf
+    from . import DenseIndex
+
+    index = DenseIndex.open(args.index)
+    if args.add == "graph":
+        info = add_graph(index, neighbours=args.neighbours, method=args.method, nlist=args.graph_nlist,
+                         nprobe=args.graph_nprobe, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
+                         ef_search=args.ef_search, seed=args.seed)
+    else:
+        info = add_ivf(index, nlist=args.nlist, niter=args.niter, seed=args.seed)
+    logger.info("added %s to %s: %s", args.add, index.path, info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, prog="python -m pyserini_hypencoder.index"))
