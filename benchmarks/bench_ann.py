@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyserini_hypencoder.ann import build_graph, build_ivf, graph_search, ivf_candidates, ivf_search
+from pyserini_hypencoder.ann import build_graph, build_ivf, graph_search, ivf_search
 from pyserini_hypencoder.model.qnet import QNetBatch, QNetSpec
 from pyserini_hypencoder.search.exact import exact_search
 
@@ -76,10 +76,8 @@ def run_method(method, params, qnets, vectors, graph, ivf, k):
         return graph_search(qnets, None, k, graph=graph, vectors=vectors, return_stats=True, **params)
     if method == "ivf+graph":
         params = dict(params)
-        pool = ivf_candidates(qnets, ivf, params.pop("nprobe"))
-        s, r, scored = graph_search(qnets, None, k, graph=graph, vectors=vectors, initial_candidates=pool,
-                                    return_stats=True, **params)
-        return s, r, scored + len(ivf["centroids"])
+        return graph_search(qnets, None, k, graph=graph, vectors=vectors, ivf=ivf, ivf_nprobe=params.pop("nprobe"),
+                            return_stats=True, **params)
     raise ValueError(method)
 
 
@@ -104,11 +102,14 @@ def ndcg10(rows, qids, docids, qrels):
 
 
 def evaluate(qnets: QNetBatch, vectors: torch.Tensor, graph, ivf, *, k=100, batch=32, quick=False, qids=None,
-             docids=None, qrels=None, configs=None, label=""):
+             docids=None, qrels=None, configs=None, label="", truth_cache=None):
     n = vectors.shape[0]
     nlist = len(ivf["centroids"]) if ivf is not None else 0
     configs = configs or sweep(n, quick, graph is not None, ivf is not None, nlist, k)
     results, truth = [], None
+    if truth_cache is not None and Path(truth_cache).is_file():
+        truth = torch.load(truth_cache)
+        configs = [c for c in configs if c[0] != "exact"]
     for method, params in configs:
         latencies, rows_all, scored_all = [], [], []
         for start in range(0, len(qnets), batch):
@@ -123,6 +124,8 @@ def evaluate(qnets: QNetBatch, vectors: torch.Tensor, graph, ivf, *, k=100, batc
         rows = torch.cat(rows_all)
         if truth is None:
             truth = rows
+            if truth_cache is not None:
+                torch.save(truth, truth_cache)
         row = {"label": label, "method": method, "params": params, "n": n, "queries": len(qnets),
                "recall@10": recall(rows, truth, 10), "recall@100": recall(rows, truth, 100),
                "docs_scored": float(torch.cat(scored_all).float().mean()),
@@ -280,11 +283,12 @@ def mode_scale(args):
     from pyserini_hypencoder.ann import load_graph, load_ivf
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     vectors = index.block(0, index.num_docs, device=args.device, dtype=dtype)
-    graph = load_graph(index, args.device) if "graph" in index.structures else None
+    graph = load_graph(index, args.device) if "graph" in index.structures and not args.no_graph else None
     ivf = load_ivf(index)
     qids, texts = read_topics(args.topics, args.num_queries)
     qnets = encode_queries(args.encoder, texts, args.device, args.bf16)
-    out = evaluate(qnets, vectors, graph, ivf, k=args.k, label=args.label, configs=load_configs(args.configs))
+    out = evaluate(qnets, vectors, graph, ivf, k=args.k, label=args.label, configs=load_configs(args.configs),
+                   truth_cache=work / f"exact-{args.label}-{len(qnets)}q-k{args.k}.pt")
     for row in out:
         row["builds"] = {k: {"seconds": v[0], "peak_rss_mb": v[1]} for k, v in builds.items()}
     return out

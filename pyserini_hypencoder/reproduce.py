@@ -135,6 +135,13 @@ class Report:
     rows: Dict[str, Dict[str, float]] = field(default_factory=dict)
     steps: List[Step] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    runs: Dict[str, str] = field(default_factory=dict)
+    ms_per_query: Dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"title": self.title, "metrics": self.rows, "runs": self.runs, "ms_per_query": self.ms_per_query,
+                "steps": [{"name": s.name, "command": show(s.command), "seconds": round(s.seconds, 2),
+                           "reused": s.reused} for s in self.steps]}
 
 
 def show(command: Sequence[str]) -> str:
@@ -281,9 +288,11 @@ def reproduce_scifact(args) -> Report:
     report.rows["BM25 flat (Pyserini Lucene)"] = evaluate(qrels, bm25_run, metrics)
     report.rows[f"BM25 top {args.rerank_depth} reranked by Hypencoder"] = evaluate(qrels, rerank_run, metrics)
     report.rows["Hypencoder exact search"] = evaluate(qrels, exact_run, metrics)
-    for step in (exact, rerank):
+    report.runs = {"bm25": str(bm25_run), "rerank": str(rerank_run), "exact": str(exact_run)}
+    for key, step in (("exact", exact), ("rerank", rerank)):
         ms = search_timing(step)
         if ms is not None:
+            report.ms_per_query[key] = ms
             report.notes.append(f"{step.name}: {ms:.1f} ms/query (query encoding included, model loading not)")
     return report
 
@@ -305,8 +314,10 @@ def reproduce_dl19(args) -> Report:
         "--output", rerank_run), report)
     report.rows["BM25 (published run)"] = evaluate(qrels, bm25_run, ["ndcg_cut.10"])
     report.rows[f"BM25 top {args.rerank_depth} reranked by Hypencoder"] = evaluate(qrels, rerank_run, ["ndcg_cut.10"])
+    report.runs = {"bm25": str(bm25_run), "rerank": str(rerank_run)}
     ms = search_timing(rerank)
     if ms is not None:
+        report.ms_per_query["rerank"] = ms
         report.notes.append(f"rerank: {ms:.1f} ms/query (candidate encoding and query encoding included)")
     return report
 
@@ -358,6 +369,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--rerank-depth", type=positive_int, default=100, metavar="N")
     parser.add_argument("--indexes-dir", default="indexes", metavar="DIR")
     parser.add_argument("--runs-dir", default="runs", metavar="DIR")
+    parser.add_argument("--summary", metavar="FILE", help="also write the numbers, runs and timings as JSON")
     parser.add_argument("--no-reuse", dest="reuse", action="store_false",
                         help="rebuild indexes and the BM25 run even when present")
     return parser
@@ -372,6 +384,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except RuntimeError as exc:
         raise ValueError(str(exc)) from None
     print_report(report)
+    if args.summary:
+        from .runfiles import atomic_output
+        with atomic_output(args.summary) as f:
+            json.dump(report.to_json(), f, indent=2)
+            f.write("\n")
     return 0
 
 

@@ -126,3 +126,26 @@ def test_ivf_pool_is_the_probed_lists_and_seeds_graph(small):
     s, r = graph_search(qnets, None, 10, graph=graph, vectors=vectors, initial_candidates=pool, max_iter=1)
     exact_pool = [qnets[qi].score(vectors[pool[qi][pool[qi] >= 0].numpy()])[0].topk(10).values for qi in range(3)]
     assert torch.allclose(s, torch.stack(exact_pool), atol=1e-5)
+
+
+def test_graph_search_seeded_by_ivf_from_the_index(tmp_path):
+    index, vectors = make_index(tmp_path / "idx", 300)
+    add_graph(index, neighbours=8, progress=False)
+    qnets = random_qnets(3)
+    with pytest.raises(ValueError, match="--add ivf"):
+        graph_search(qnets, index, 10, ivf_nprobe=2)
+    add_ivf(index, nlist=6, progress=False)
+    index = DenseIndex.open(index.path)
+    s, r, scored = graph_search(qnets, index, 10, ivf_nprobe=6, max_iter=1, return_stats=True)
+    exact_s, exact_r = exact_search(qnets, index, 10)
+    assert torch.equal(r, exact_r) and (scored == 300 + 6).all()  # all lists = every document, plus centroids
+
+
+def test_ivf_graph_build_with_all_lists_is_exact():
+    vectors = np.random.default_rng(2).standard_normal((400, 8)).astype(np.float32)
+    exact = build_graph(vectors, neighbours=6, method="exact", progress=False)
+    listwise = build_graph(vectors, neighbours=6, method="ivf", nlist=5, nprobe=5, progress=False)
+    assert listwise.dtype == np.int32 and not (listwise == np.arange(400)[:, None]).any()
+    assert (np.sort(listwise, 1) == np.sort(exact, 1)).mean() > 0.99
+    with pytest.raises(ValueError, match="unknown graph method"):
+        build_graph(vectors, method="lsh")

@@ -10,16 +10,18 @@ Thresholds (measured values are in docs/reproduce-scifact-dl19.md; the threshold
 that bf16 rounding and thread-count differences never fail the test, while a broken model, pooling, title join
 or tie order does):
 """
+import json
 import subprocess
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
 from pyserini_hypencoder.reproduce import evaluate
 from pyserini_hypencoder.runfiles import read_run, read_topics
 
-ENCODER = "/tmp/interim_model"
+ENCODER = "default"
 HITS = 100
 # Published Anserini BM25 flat: nDCG@10 0.6789, R@100 0.9253 (our index and run reproduce them).
 BM25_NDCG10, BM25_R100 = 0.6789, 0.9253
@@ -31,16 +33,21 @@ METRICS = ["ndcg_cut.10", "recall.100"]
 @pytest.fixture(scope="module")
 def job(tmp_path_factory, scifact_dir):
     work = tmp_path_factory.mktemp("scifact-job")
+    summary = work / "summary.json"
     command = [sys.executable, "-m", "pyserini_hypencoder.reproduce", "scifact", "--data", str(scifact_dir),
                "--encoder", ENCODER, "--hits", str(HITS), "--indexes-dir", str(work / "indexes"),
-               "--runs-dir", str(work / "runs"), "--threads", "2"]
+               "--runs-dir", str(work / "runs"), "--threads", "2", "--summary", str(summary)]
     proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = {p.name: p for p in (work / "runs").iterdir()}
-    return dict(work=work, stdout=proc.stdout, stderr=proc.stderr, data=scifact_dir,
-                bm25=runs["run.scifact.bm25-flat.trec"],
-                exact=next(p for n, p in runs.items() if n.endswith(".exact.trec")),
-                rerank=next(p for n, p in runs.items() if n.endswith(".rerank100.trec")))
+    report = json.loads(summary.read_text())
+    runs = {name: Path(path) for name, path in report["runs"].items()}
+    metrics = {name: values for name, values in report["metrics"].items()}
+    return dict(work=work, stdout=proc.stdout, data=scifact_dir, metrics=metrics, **runs)
+
+
+def scores_of(job, row):
+    """trec_eval's numbers, as the reproduce command measured them with ``python -m pyserini.eval.trec_eval``."""
+    return next(values for name, values in job["metrics"].items() if row in name)
 
 
 def trec_lines(path):
@@ -80,19 +87,21 @@ def test_rerank_reorders_bm25_top_100_only(job):
 
 
 def test_bm25_reproduces_anserini_flat(job):
-    scores = evaluate(job["data"] / "qrels.test.txt", job["bm25"], METRICS)
+    scores = scores_of(job, "BM25 flat")
     assert scores["ndcg_cut_10"] == pytest.approx(BM25_NDCG10, abs=0.002)
     assert scores["recall_100"] == pytest.approx(BM25_R100, abs=0.002)
 
 
 def test_hypencoder_exact_search_effectiveness(job):
-    scores = evaluate(job["data"] / "qrels.test.txt", job["exact"], METRICS)
+    scores = scores_of(job, "Hypencoder exact search")
+    # The summary's numbers are trec_eval's: one independent evaluation of the same run agrees.
+    assert evaluate(job["data"] / "qrels.test.txt", job["exact"], METRICS) == scores
     assert scores["ndcg_cut_10"] >= EXACT_MIN_NDCG10, scores
     assert scores["recall_100"] >= EXACT_MIN_R100, scores
 
 
 def test_bm25_rerank_effectiveness(job):
-    scores = evaluate(job["data"] / "qrels.test.txt", job["rerank"], METRICS)
+    scores = scores_of(job, "reranked by Hypencoder")
     assert scores["ndcg_cut_10"] >= RERANK_MIN_NDCG10, scores
     # Reranking never changes the candidate set, so recall@100 is BM25's.
     assert scores["recall_100"] == pytest.approx(BM25_R100, abs=0.002)

@@ -42,13 +42,14 @@ def _drop_self(found: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
 
 
 def build_graph(vectors, *, neighbours: int = 100, method: str = "auto", batch_size: int = 4096,
-                nlist: Optional[int] = None, nprobe: int = 16, hnsw_m: int = 32, ef_construction: int = 64,
+                nlist: Optional[int] = None, nprobe: int = 8, hnsw_m: int = 32, ef_construction: int = 64,
                 ef_search: int = 128, train_size: int = 200_000, seed: int = 1234, progress: bool = True
                 ) -> np.ndarray:
     """(N, K) int32 nearest-neighbour rows by L2 (self excluded; -1 padding when N - 1 < K).
 
-    ``method``: "exact" (faiss IndexFlatL2), "ivf" (IndexIVFFlat, ``nlist`` lists, ``nprobe`` probed),
-    "hnsw" (IndexHNSWFlat) or "auto" (exact up to 200,000 documents, ivf above).
+    ``method``: "exact" (faiss IndexFlatL2), "ivf" (faiss k-means into ``nlist`` lists, default ~sqrt(N);
+    each list searched exactly against its ``nprobe`` nearest lists), "hnsw" (faiss IndexHNSWFlat) or "auto"
+    (exact up to 200,000 documents, ivf above).
     """
     import faiss
 
@@ -68,28 +69,57 @@ def build_graph(vectors, *, neighbours: int = 100, method: str = "auto", batch_s
     if k == 0:
         return graph
     start_time = time.time()
-    if method == "exact":
-        index = faiss.IndexFlatL2(d)
-    elif method == "hnsw":
-        index = faiss.IndexHNSWFlat(d, hnsw_m)
-        index.hnsw.efConstruction = ef_construction
+    if method == "ivf":
+        _ivf_graph(vectors, graph, k, n, read, nlist=nlist, nprobe=nprobe, train_size=train_size, seed=seed,
+                   batch_size=batch_size, progress=progress)
     else:
-        nlist = int(nlist or max(1, min(n // 39, int(4 * np.sqrt(n)))))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
-        rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(n, size=min(n, max(train_size, 39 * nlist)), replace=False))
-        index.train(np.ascontiguousarray(read_rows(vectors, sample)))
-        index.nprobe = min(nprobe, nlist)
-    for start in tqdm(range(0, n, batch_size), desc=f"graph: add ({method})", disable=not progress, leave=False):
-        index.add(read(start, min(n, start + batch_size)))
-    if method == "hnsw":
-        index.hnsw.efSearch = max(ef_search, k + 1)
-    for start in tqdm(range(0, n, batch_size), desc=f"graph: search ({method})", disable=not progress):
-        stop = min(n, start + batch_size)
-        _, found = index.search(read(start, stop), k + 1)
-        graph[start:stop, :k] = _drop_self(found, np.arange(start, stop), k)
+        if method == "exact":
+            index = faiss.IndexFlatL2(d)
+        else:
+            index = faiss.IndexHNSWFlat(d, hnsw_m)
+            index.hnsw.efConstruction = ef_construction
+        for start in tqdm(range(0, n, batch_size), desc=f"graph: add ({method})", disable=not progress,
+                          leave=False):
+            index.add(read(start, min(n, start + batch_size)))
+        if method == "hnsw":
+            index.hnsw.efSearch = max(ef_search, k + 1)
+        for start in tqdm(range(0, n, batch_size), desc=f"graph: search ({method})", disable=not progress):
+            stop = min(n, start + batch_size)
+            _, found = index.search(read(start, stop), k + 1)
+            graph[start:stop, :k] = _drop_self(found, np.arange(start, stop), k)
     logger.info("built a %d x %d neighbour graph (%s) in %.1f s", n, neighbours, method, time.time() - start_time)
     return graph
+
+
+def _ivf_graph(vectors, graph, k, n, read, *, nlist, nprobe, train_size, seed, batch_size, progress):
+    """Neighbours by list-wise exact search: k-means lists; each list's documents against the members of the
+    ``nprobe`` lists whose centroids are nearest its own, as dense matrix products (fast on CPU and GPU)."""
+    from .ivf import build_ivf
+    nlist = int(nlist or max(1, min(n // 39, int(np.sqrt(n)))))
+    ivf = build_ivf(vectors, nlist=nlist, train_size=train_size, seed=seed, batch_size=batch_size,
+                    progress=progress)
+    centroids, offsets, order = ivf["centroids"], ivf["offsets"], ivf["order"].astype(np.int64)
+    probe = min(nprobe, nlist)
+    c = torch.from_numpy(centroids)
+    near = torch.topk(torch.cdist(c, c), probe, dim=1, largest=False).indices.numpy()  # (nlist, probe)
+    matrix = torch.from_numpy(np.ascontiguousarray(
+        np.concatenate([read(a, min(n, a + batch_size)) for a in range(0, n, batch_size)])))
+    sq = (matrix * matrix).sum(1)
+    for lst in tqdm(range(nlist), desc="graph: search (ivf lists)", disable=not progress):
+        rows = order[offsets[lst]:offsets[lst + 1]]
+        if len(rows) == 0:
+            continue
+        cand = np.concatenate([order[offsets[j]:offsets[j + 1]] for j in near[lst]])
+        cand_t, rows_t = torch.from_numpy(cand), torch.from_numpy(rows)
+        dist = sq[rows_t, None] - 2 * matrix[rows_t] @ matrix[cand_t].T + sq[None, cand_t]
+        dist[rows_t[:, None] == cand_t[None, :]] = float("inf")  # never its own neighbour
+        kk = min(k, len(cand) - 1)
+        if kk <= 0:
+            continue
+        idx = torch.topk(dist, kk, dim=1, largest=False).indices
+        found = cand_t[idx]
+        found[torch.isinf(torch.gather(dist, 1, idx))] = -1
+        graph[rows, :kk] = found.numpy().astype(np.int32)
 
 
 def read_rows(vectors, rows: np.ndarray) -> np.ndarray:
@@ -148,13 +178,15 @@ def entry_rows(n: int, count: int, seed: int) -> np.ndarray:
 def graph_search(qnets: QNetBatch, index, k: int, *, entry_points: int = DEFAULTS["entry_points"],
                  n_candidates: int = DEFAULTS["n_candidates"], max_iter: int = DEFAULTS["max_iter"],
                  early_stop: bool = DEFAULTS["early_stop"], variant: str = DEFAULTS["variant"],
-                 seed: int = DEFAULTS["seed"], initial_candidates=None, graph=None, vectors=None,
-                 return_stats: bool = False):
+                 seed: int = DEFAULTS["seed"], ivf_nprobe: Optional[int] = None, initial_candidates=None,
+                 graph=None, vectors=None, ivf=None, return_stats: bool = False):
     """Approximate top-k by walking the neighbour graph -> (scores (Q, k'), rows (Q, k')), k' = min(k, N).
 
-    Rows that were not found are -1 with score -inf.  ``initial_candidates`` (Q, M) int rows (-1 padding),
-    e.g. an IVF pool, replace the random entry points.  ``graph``/``vectors`` override the index's own
-    (for benchmarks).  With ``return_stats`` a third value gives the documents scored per query (Q,).
+    Rows that were not found are -1 with score -inf.  ``ivf_nprobe`` seeds the walk with each query's pool
+    from its best ``ivf_nprobe`` IVF lists (the index needs ``--add ivf`` too) instead of the random entry
+    points; ``initial_candidates`` (Q, M) int rows (-1 padding) give the seeds directly.  ``graph``/``vectors``/
+    ``ivf`` override the index's own (for benchmarks).  With ``return_stats`` a third value gives the documents
+    scored per query (Q,), IVF centroids included.
     """
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
@@ -170,11 +202,20 @@ def graph_search(qnets: QNetBatch, index, k: int, *, entry_points: int = DEFAULT
     n, q = matrix.shape[0], len(qnets)
     if graph.shape[0] != n:
         raise ValueError(f"the graph has {graph.shape[0]} rows but the index has {n} documents")
+    extra = 0
+    if ivf_nprobe is not None and initial_candidates is None:
+        from .ivf import ivf_candidates, load_ivf
+        ivf = ivf if ivf is not None else load_ivf(index)
+        initial_candidates = ivf_candidates(qnets, ivf, ivf_nprobe)
+        extra = len(ivf["centroids"])
     threads = torch.get_num_threads()
     with torch_threads(1, device):
-        return _walk(qnets, matrix, graph, k, threads, entry_points=entry_points, n_candidates=n_candidates,
-                     max_iter=max_iter, early_stop=early_stop, variant=variant, seed=seed,
-                     initial_candidates=initial_candidates, return_stats=return_stats)
+        found = _walk(qnets, matrix, graph, k, threads, entry_points=entry_points, n_candidates=n_candidates,
+                      max_iter=max_iter, early_stop=early_stop, variant=variant, seed=seed,
+                      initial_candidates=initial_candidates, return_stats=return_stats)
+    if return_stats:
+        return found[0], found[1], found[2] + extra
+    return found
 
 
 def _walk(qnets, matrix, graph, k, threads, *, entry_points, n_candidates, max_iter, early_stop, variant, seed,

@@ -28,9 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="neighbour search: exact (IndexFlatL2), ivf (IndexIVFFlat), hnsw; auto = exact up to "
                         "200,000 documents, ivf above (default auto)")
     g.add_argument("--graph-nlist", type=positive_int, default=None, metavar="N",
-                   help="lists of the ivf neighbour search (default ~4 sqrt(N))")
-    g.add_argument("--graph-nprobe", type=positive_int, default=16, metavar="N",
-                   help="lists probed by the ivf neighbour search (default 16)")
+                   help="k-means lists of the ivf neighbour search (default ~sqrt(N))")
+    g.add_argument("--graph-nprobe", type=positive_int, default=8, metavar="N",
+                   help="nearest lists each list is searched against (default 8)")
     g.add_argument("--hnsw-m", type=positive_int, default=32, metavar="M")
     g.add_argument("--ef-construction", type=positive_int, default=64, metavar="N")
     g.add_argument("--ef-search", type=positive_int, default=128, metavar="N")

@@ -282,6 +282,7 @@ def build_config(model: Hypencoder, include_backbone: bool) -> dict:
     backbone_name = model.settings.get("backbone") or backbone_cfg.get("_name_or_path") or "google-bert/bert-base-uncased"
     hub_name = PACKAGE_HUB_IDS.get(backbone_name, backbone_name)  # what the original implementation can fetch
     plugin = {k: v for k, v in model.settings.items() if k not in ("source",)}
+    backbone_cfg.pop("_name_or_path", None)  # a machine-specific path
     plugin.update({"pooling": model.pooling, "backbone_config": _jsonable(backbone_cfg)})
     if include_backbone:
         plugin.pop("backbone", None)

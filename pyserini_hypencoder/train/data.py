@@ -249,7 +249,9 @@ def bm25_run(data_dir, *, split: str, work_dir, depth: int = 100, threads: int =
         _pyserini(["pyserini.index.lucene", "--collection", "JsonCollection", "--input", str(docs), "--index",
                    str(index), "--generator", "DefaultLuceneDocumentGenerator", "--threads", str(threads),
                    "--storeRaw"])
-    topics = work / f"topics-{split}.tsv"   # neutral name: Pyserini special-cases paths containing 'cacm'/'beir'
+    import tempfile
+    # a neutral path: Pyserini reads any topics path containing 'cacm' or 'beir' with special readers
+    topics = Path(tempfile.mkdtemp(prefix="hypencoder-topics-")) / f"topics-{split}.tsv"
     queries = read_queries(d / "queries.jsonl")
     qrels = read_qrels(d / f"qrels/{split}.tsv")
     with open(topics, "w", encoding="utf-8") as f:
