@@ -29,9 +29,6 @@ from pyserini_hypencoder.ann import build_graph, build_ivf, graph_search, ivf_se
 from pyserini_hypencoder.model.qnet import QNetBatch, QNetSpec
 from pyserini_hypencoder.search.exact import exact_search
 
-logger = logging.getLogger("bench_ann")
-
-
 def peak_rss_mb(who=resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 

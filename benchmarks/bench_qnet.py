@@ -152,7 +152,8 @@ def run(args) -> dict:
                   f"{row['baseline_docs_per_s']:,.0f} docs/s {row['baseline_gflops']:.1f} GFLOP/s = "
                   f"{row['baseline_frac']:.0%} | speed-up {row['speedup']:.2f}x", flush=True)
     print("\nsummary (fractions of the highest GEMM peak measured in this run):")
-    print("| q-net | dtype | docs | plugin docs/s | plugin GFLOP/s | % of peak | one-query docs/s | % of peak | speed-up |")
+    print("| q-net | dtype | docs | plugin docs/s | plugin GFLOP/s | % of peak | one-query docs/s | % of peak "
+          "| speed-up |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in results["rows"]:
         peak = results["peak"][row["dtype"]]

@@ -144,8 +144,22 @@ class Report:
                            "reused": s.reused} for s in self.steps]}
 
 
+def _short(arg: str) -> str:
+    """An absolute path as seen from the working directory (``../shared/...``) when that is shorter."""
+    if arg == sys.executable:
+        return "python"
+    if os.path.isabs(arg):
+        try:
+            rel = os.path.relpath(arg)
+        except ValueError:
+            return arg
+        return rel if len(rel) < len(arg) and not rel.startswith("../../..") else arg
+    return arg
+
+
 def show(command: Sequence[str]) -> str:
-    return " ".join(shlex.quote(str(c)) for c in command).replace(shlex.quote(sys.executable), "python")
+    """The command as a user would type it."""
+    return " ".join(shlex.quote(_short(str(c))) for c in command)
 
 
 def run(name: str, command: List[str], report: Report, *, outputs: Sequence[Path] = (), reuse: bool = False) -> Step:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 import torch
@@ -236,13 +236,15 @@ def _walk(qnets, matrix, graph, k, threads, *, entry_points, n_candidates, max_i
     active = torch.ones(q, dtype=torch.bool, device=device)
     scored = torch.zeros(q, dtype=torch.long, device=device)
     offer = max(n_candidates, k) if variant == "reference" else n_candidates
+    shared = initial_candidates is None  # the first candidates are the same rows for every query
     for _ in range(max_iter):
         cand = cand.masked_fill(~active[:, None], -1)
         if cand.shape[1] == 0 or not bool((cand >= 0).any()):
             break
         scored += (cand >= 0).sum(1)
         with torch_threads(threads, device):
-            cand_scores = score_rows(qnets, matrix, cand)
+            cand_scores = qnets.score(matrix[cand[0]]) if shared else score_rows(qnets, matrix, cand)
+        shared = False
         top_s, top_r = topk_padded(cand_scores, cand, offer)
         if variant == "paper" and early_stop:  # line 7: best candidate below the worst of a full result set
             full = best_r[:, -1] >= 0

@@ -55,7 +55,8 @@ def build_ivf(vectors, *, nlist: Optional[int] = None, niter: int = 20, train_si
         sample = vectors.rows(sample_rows).numpy()
     else:
         sample = np.asarray(vectors[sample_rows], dtype=np.float32)
-    kmeans = faiss.Kmeans(d, nlist, niter=niter, seed=seed, verbose=False, max_points_per_centroid=max(256, len(sample) // nlist + 1))
+    kmeans = faiss.Kmeans(d, nlist, niter=niter, seed=seed, verbose=False,
+                          max_points_per_centroid=max(256, len(sample) // nlist + 1))
     kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
     centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
     quantizer = faiss.IndexFlatL2(d)
@@ -75,7 +76,8 @@ def build_ivf(vectors, *, nlist: Optional[int] = None, niter: int = 20, train_si
         stop = min(n, start + batch_size)
         np.add.at(norm_sum, assign[start:stop], np.linalg.norm(read(start, stop), axis=1))
     centroid_norm = np.linalg.norm(centroids, axis=1)
-    scale = np.where((counts > 0) & (centroid_norm > 0), norm_sum / np.maximum(counts, 1) / np.maximum(centroid_norm, 1e-12), 1.0)
+    mean_norm = norm_sum / np.maximum(counts, 1)
+    scale = np.where((counts > 0) & (centroid_norm > 0), mean_norm / np.maximum(centroid_norm, 1e-12), 1.0)
     probes = (centroids * scale[:, None]).astype(np.float32)
     logger.info("built an IVF partition of %d documents into %d lists in %.1f s", n, nlist, time.time() - start_time)
     return {"centroids": centroids, "offsets": offsets, "order": order, "probes": probes}

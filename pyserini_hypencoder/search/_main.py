@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ DEFAULT_RUNTAG = "Hypencoder"
 
 def _search_param(text: str) -> Tuple[str, object]:
     if "=" not in text:
-        raise ValueError(f"--search-param expects NAME=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     name, value = text.split("=", 1)
     for kind in (int, float):
         try:

@@ -1,0 +1,78 @@
+"""The main-job module's data handling: finding ../shared, BEIR files to TREC files, the offline message."""
+import io
+import json
+import urllib.error
+import zipfile
+
+import pytest
+
+from pyserini_hypencoder import reproduce
+from pyserini_hypencoder.cli import run_cli
+from pyserini_hypencoder.runfiles import read_topics
+
+
+def beir_folder(root):
+    root.mkdir(parents=True)
+    (root / "qrels").mkdir()
+    (root / "corpus.jsonl").write_text('{"_id": "d1", "title": "T", "text": "body"}\n', encoding="utf-8")
+    (root / "queries.jsonl").write_text('{"_id": "1", "text": "first"}\n{"_id": "2", "text": "second"}\n',
+                                        encoding="utf-8")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n2\td1\t1\n", encoding="utf-8")
+    return root
+
+
+def test_trec_files_from_beir_layout(tmp_path):
+    folder = beir_folder(tmp_path / "scifact")
+    reproduce.add_trec_files(folder, "test")
+    assert read_topics(folder / "topics.test.tsv") == {"2": "second"}  # judged test queries only
+    assert (folder / "qrels.test.txt").read_text() == "2 0 d1 1\n"
+
+
+def test_flat_collection_joins_title_and_text(tmp_path):
+    folder = beir_folder(tmp_path / "scifact")
+    out = tmp_path / "coll" / "docs.jsonl"
+    reproduce.write_flat_collection(folder / "corpus.jsonl", out)
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [{"id": "d1", "contents": "T body"}]
+
+
+def test_shared_data_is_found(scifact_dir):
+    assert reproduce.find_shared("scifact").samefile(scifact_dir)
+
+
+def test_download_uses_the_cache_and_says_when_offline(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    with pytest.raises(ValueError, match="cannot be downloaded .*name resolution"):
+        reproduce.download_scifact(tmp_path / "cache")
+    assert not any((tmp_path / "cache").glob("*.part"))
+
+    payload = io.BytesIO()
+    source = beir_folder(tmp_path / "zipped" / "scifact")
+    with zipfile.ZipFile(payload, "w") as z:
+        for path in source.rglob("*"):
+            if path.is_file():
+                z.write(path, path.relative_to(source.parent).as_posix())
+
+    class Response(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: Response(payload.getvalue()))
+    folder = reproduce.download_scifact(tmp_path / "cache")
+    assert folder == tmp_path / "cache" / "scifact"
+    assert (folder / "topics.test.tsv").read_text() == "2\tsecond\n"
+    monkeypatch.setattr("urllib.request.urlopen", offline)  # a second call reads the cache only
+    assert reproduce.download_scifact(tmp_path / "cache") == folder
+
+
+def test_bad_data_folder_is_one_error_line(tmp_path, capsys):
+    code = run_cli(reproduce.main, ["scifact", "--data", str(tmp_path / "nothing")], prog=reproduce.PROG)
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"{reproduce.PROG}: error: {tmp_path / 'nothing'}: no corpus.jsonl (expected a BEIR-layout " \
+                      f"SciFact folder)"
