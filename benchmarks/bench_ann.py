@@ -5,6 +5,7 @@
     python benchmarks/bench_ann.py scale --index DIR --encoder MODEL --topics TSV --num-docs 1000000 \\
         --work DIR --json OUT                                               # vectors drawn like the index's
     python benchmarks/bench_ann.py plot RESULT.json ... --png docs/ann_recall_latency.png
+    python benchmarks/bench_ann.py table RESULT.json ...                  # markdown table
 
 For every method and parameter setting it prints recall@10 and recall@100 against exact search, nDCG@10 (with
 --qrels), documents scored per query (centroids included), latency p50/p95 per query (each batch of 32 queries
@@ -271,9 +272,10 @@ def mode_scale(args):
     if "ivf" not in index.structures:
         builds["ivf"] = build_with_cli(target, "ivf", ["--nlist", str(args.nlist)] if args.nlist else [])
     if "graph" not in index.structures and not args.no_graph:
-        builds["graph"] = build_with_cli(target, "graph", ["--neighbours", str(args.neighbours), "--method", "ivf",
-                                                           "--graph-nlist", str(args.graph_nlist),
-                                                           "--graph-nprobe", str(args.graph_nprobe)])
+        extra = ["--neighbours", str(args.neighbours), "--method", "ivf", "--graph-nprobe", str(args.graph_nprobe)]
+        if args.graph_nlist:
+            extra += ["--graph-nlist", str(args.graph_nlist)]
+        builds["graph"] = build_with_cli(target, "graph", extra)
     for name, (sec, mb) in builds.items():
         print(f"build {name}: {sec:.0f} s, child peak RSS {mb:,.0f} MB (cumulative max over children)", flush=True)
     index = DenseIndex.open(target)
@@ -316,6 +318,22 @@ def mode_plot(args):
     return []
 
 
+def mode_table(args):
+    """Markdown table of result files (for docs/speed.md)."""
+    rows = [r for path in args.results for r in json.loads(Path(path).read_text())]
+    has_ndcg = any("ndcg@10" in r for r in rows)
+    print("| data | method | params | R@10 | R@100 |" + (" nDCG@10 |" if has_ndcg else "")
+          + " docs scored / query | p50 ms | p95 ms | peak RSS MB |")
+    print("|---" * (9 + has_ndcg) + "|")
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
+        nd = f" {r['ndcg@10']:.4f} |" if has_ndcg else ""
+        print(f"| {r['label']} | {r['method']} | {params} | {r['recall@10']:.3f} | {r['recall@100']:.3f} |{nd} "
+              f"{r['docs_scored']:,.0f} ({r['docs_scored'] / r['n']:.1%}) | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+              f"{r['peak_rss_mb']:,.0f} |")
+    return []
+
+
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small random data, seconds (CI)")
@@ -341,11 +359,14 @@ def build_parser():
     sc.add_argument("--num-docs", type=int, default=1_000_000)
     sc.add_argument("--work", required=True, help="directory for the synthetic index")
     sc.add_argument("--no-graph", action="store_true")
-    sc.add_argument("--graph-nlist", type=int, default=1024, help="lists of the IVF neighbour search for the graph")
-    sc.add_argument("--graph-nprobe", type=int, default=8)
+    sc.add_argument("--graph-nlist", type=int, default=None,
+                    help="k-means lists of the graph's neighbour search (default: reuse the IVF partition)")
+    sc.add_argument("--graph-nprobe", type=int, default=4)
     pl = sub.add_parser("plot")
     pl.add_argument("results", nargs="+")
     pl.add_argument("--png", required=True)
+    tb = sub.add_parser("table")
+    tb.add_argument("results", nargs="+")
     return p
 
 
@@ -361,7 +382,7 @@ def main(argv=None):
     if args.quick or args.mode is None:
         rows = mode_quick(args)
     else:
-        rows = {"real": mode_real, "scale": mode_scale, "plot": mode_plot}[args.mode](args)
+        rows = {"real": mode_real, "scale": mode_scale, "plot": mode_plot, "table": mode_table}[args.mode](args)
     if args.json and rows:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

@@ -269,7 +269,7 @@ def reproduce_scifact(args) -> Report:
     indexes, runs = Path(args.indexes_dir), Path(args.runs_dir)
     tag = encoder_tag(args.encoder)
     report = Report(f"SciFact test ({count_lines(topics)} queries, {count_lines(data / 'corpus.jsonl')} documents; "
-                    f"data: {data}; encoder: {args.encoder} [{tag}], {'fp32' if args.fp32 else 'bf16'})")
+                    f"data: {_short(str(data))}; encoder: {args.encoder} [{tag}], {'fp32' if args.fp32 else 'bf16'})")
 
     collection = indexes / "collections" / "scifact-flat"
     lucene = indexes / "lucene.scifact-flat"
@@ -318,7 +318,7 @@ def reproduce_dl19(args) -> Report:
         raise FileNotFoundError(f"no TREC DL 2019 reranking set at {where} (it is built in ../shared/data only)")
     tag = encoder_tag(args.encoder)
     report = Report(f"TREC DL 2019 passage, reranking BM25 top {args.rerank_depth} ({count_lines(data / 'topics.test.tsv')} "
-                    f"queries; candidates encoded from {data / 'corpus.jsonl'}; encoder: {args.encoder} [{tag}], "
+                    f"queries; candidates encoded from {_short(str(data / 'corpus.jsonl'))}; encoder: {args.encoder} [{tag}], "
                     f"{'fp32' if args.fp32 else 'bf16'})")
     bm25_run, qrels = data / "runs" / "bm25.trec", data / "qrels.test.txt"
     rerank_run = Path(args.runs_dir) / f"run.dl19-passage.bm25.hypencoder.{tag}.rerank{args.rerank_depth}.trec"

@@ -43,13 +43,14 @@ def _drop_self(found: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
 
 def build_graph(vectors, *, neighbours: int = 100, method: str = "auto", batch_size: int = 4096,
                 nlist: Optional[int] = None, nprobe: int = 8, hnsw_m: int = 32, ef_construction: int = 64,
-                ef_search: int = 128, train_size: int = 200_000, seed: int = 1234, progress: bool = True
-                ) -> np.ndarray:
+                ef_search: int = 128, train_size: int = 200_000, seed: int = 1234, progress: bool = True,
+                ivf: Optional[dict] = None) -> np.ndarray:
     """(N, K) int32 nearest-neighbour rows by L2 (self excluded; -1 padding when N - 1 < K).
 
     ``method``: "exact" (faiss IndexFlatL2), "ivf" (faiss k-means into ``nlist`` lists, default ~sqrt(N);
     each list searched exactly against its ``nprobe`` nearest lists), "hnsw" (faiss IndexHNSWFlat) or "auto"
-    (exact up to 200,000 documents, ivf above).
+    (exact up to 200,000 documents, ivf above).  ``ivf`` (a :func:`build_ivf` partition) is reused by "ivf"
+    instead of running k-means again.
     """
     import faiss
 
@@ -71,7 +72,7 @@ def build_graph(vectors, *, neighbours: int = 100, method: str = "auto", batch_s
     start_time = time.time()
     if method == "ivf":
         _ivf_graph(vectors, graph, k, n, read, nlist=nlist, nprobe=nprobe, train_size=train_size, seed=seed,
-                   batch_size=batch_size, progress=progress)
+                   batch_size=batch_size, progress=progress, ivf=ivf)
     else:
         if method == "exact":
             index = faiss.IndexFlatL2(d)
@@ -91,13 +92,15 @@ def build_graph(vectors, *, neighbours: int = 100, method: str = "auto", batch_s
     return graph
 
 
-def _ivf_graph(vectors, graph, k, n, read, *, nlist, nprobe, train_size, seed, batch_size, progress):
+def _ivf_graph(vectors, graph, k, n, read, *, nlist, nprobe, train_size, seed, batch_size, progress, ivf=None):
     """Neighbours by list-wise exact search: k-means lists; each list's documents against the members of the
     ``nprobe`` lists whose centroids are nearest its own, as dense matrix products (fast on CPU and GPU)."""
     from .ivf import build_ivf
-    nlist = int(nlist or max(1, min(n // 39, int(np.sqrt(n)))))
-    ivf = build_ivf(vectors, nlist=nlist, train_size=train_size, seed=seed, batch_size=batch_size,
-                    progress=progress)
+    if ivf is None:
+        nlist = int(nlist or max(1, min(n // 39, int(np.sqrt(n)))))
+        ivf = build_ivf(vectors, nlist=nlist, train_size=train_size, seed=seed, batch_size=batch_size,
+                        progress=progress)
+    nlist = len(ivf["centroids"])
     centroids, offsets, order = ivf["centroids"], ivf["offsets"], ivf["order"].astype(np.int64)
     probe = min(nprobe, nlist)
     c = torch.from_numpy(centroids)
@@ -131,15 +134,23 @@ def read_rows(vectors, rows: np.ndarray) -> np.ndarray:
 def add_graph(index, *, neighbours: int = 100, method: str = "auto", **build_options) -> dict:
     """Build the neighbour graph of a DenseIndex, write ``graph.npy`` atomically and record it in meta.json."""
     path = index_path(index)
-    graph = build_graph(index, neighbours=neighbours, method=method, **build_options)
-    save_array_atomic(path / GRAPH_FILE, lambda f: np.save(f, graph))
     resolved = "exact" if method == "auto" and index.num_docs <= EXACT_MAX_DOCS else \
         ("ivf" if method == "auto" else method)
+    reuse = None
+    if resolved == "ivf" and build_options.get("nlist") is None:
+        from .ivf import has_ivf, load_ivf
+        if has_ivf(index):  # the index's own IVF partition: no second k-means
+            reuse = load_ivf(index)
+            logger.info("graph: reusing the index's IVF partition (%d lists)", len(reuse["centroids"]))
+    graph = build_graph(index, neighbours=neighbours, method=method, ivf=reuse, **build_options)
+    save_array_atomic(path / GRAPH_FILE, lambda f: np.save(f, graph))
     relevant = {"exact": (), "ivf": ("nlist", "nprobe", "train_size", "seed"),
                 "hnsw": ("hnsw_m", "ef_construction", "ef_search")}[resolved]
     info = {"file": GRAPH_FILE, "neighbours": int(graph.shape[1]), "metric": "l2", "method": resolved,
             "num_docs": int(index.num_docs),
             **{k: v for k, v in build_options.items() if k in relevant and v is not None}}
+    if reuse is not None:
+        info["nlist"] = int(len(reuse["centroids"]))
     record_structure(index, "graph", info)
     return info
 

@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="neighbour search: exact (IndexFlatL2), ivf (IndexIVFFlat), hnsw; auto = exact up to "
                         "200,000 documents, ivf above (default auto)")
     g.add_argument("--graph-nlist", type=positive_int, default=None, metavar="N",
-                   help="k-means lists of the ivf neighbour search (default ~sqrt(N))")
+                   help="k-means lists of the ivf neighbour search (default: reuse the index's --add ivf "
+                        "partition, else ~sqrt(N))")
     g.add_argument("--graph-nprobe", type=positive_int, default=8, metavar="N",
                    help="nearest lists each list is searched against (default 8)")
     g.add_argument("--hnsw-m", type=positive_int, default=32, metavar="M")

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 Hits = List[Tuple[str, float]]
 DOC_BATCH = 32
+PROGRESS_SLICE = 512
 
 
 class HypencoderReranker:
@@ -93,16 +94,17 @@ class HypencoderReranker:
             raise ValueError(f"{len(unknown)} candidate documents are unknown to the index and to the text source "
                              f"{getattr(self.texts, 'path', '')}, e.g. {', '.join(unknown[:3])}")
         logger.info("encoding %d candidate documents from their text", len(docids))
-        encoder = self._document_encoder()
-        out: Dict[str, np.ndarray] = {}
-        # Sorting by length keeps padding small; results go back by docid.
+        # The encode CLI's chunk encoder (tokenized once, sorted by token count, padded per batch), so these
+        # vectors are made the way an index's are; slices of similar length keep the progress bar moving.
+        from ..encode._encode import ChunkEncoder
+        chunks = ChunkEncoder(self._document_encoder(), batch_size=DOC_BATCH)
         order = sorted(docids, key=lambda d: len(texts[d]))
+        out: Dict[str, np.ndarray] = {}
         with tqdm(total=len(order), desc="encode candidates", unit="doc", disable=not self.progress) as bar:
-            for start in range(0, len(order), DOC_BATCH):
-                batch = order[start:start + DOC_BATCH]
-                for docid, vec in zip(batch, encoder.encode([texts[d] for d in batch])):
-                    out[docid] = vec
-                bar.update(len(batch))
+            for start in range(0, len(order), PROGRESS_SLICE):
+                part = order[start:start + PROGRESS_SLICE]
+                out.update(zip(part, chunks.encode([texts[d] for d in part])))
+                bar.update(len(part))
         return out
 
     # -- reranking ---------------------------------------------------------------------------------------------
