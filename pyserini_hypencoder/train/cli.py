@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import typing
 from typing import Optional, Sequence
 
 from ..cli import run_cli, setup_logging
@@ -74,5 +73,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def cli(argv: Optional[Sequence[str]] = None) -> int:
-    from ..model.checkpoint import CheckpointError  # noqa: F401  (a ValueError: reported as a user error)
+    # CheckpointError and the data errors are ValueError/FileNotFoundError: one line, exit 2
     return run_cli(main, argv, prog="pyserini_hypencoder.train")

@@ -7,7 +7,6 @@ cached once per table.
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import random
@@ -57,7 +56,8 @@ class TrainingData:
 # -- original JSONL format -------------------------------------------------
 def load_jsonl(path, *, positive_filter: str = "first", positive_type: str = "positive",
                score_threshold: Optional[float] = None, max_items: Optional[int] = None) -> TrainingData:
-    """``{"query": {"id", "content"}, "items": [{"id", "content", "score", "type"}, ...]}`` per line.
+    """``{"query": {"id", "content"}, "items": [{"id", "content", "score", "type"}, ...]}`` per line
+    (FlagEmbedding's ``{"query", "pos", "neg", "pos_scores", "neg_scores"}`` lines are accepted too).
 
     ``positive_filter``: ``first`` (items[0], as in the paper), ``type`` (item type == positive_type)
     or ``threshold`` (score > score_threshold).
@@ -84,6 +84,8 @@ def load_jsonl(path, *, positive_filter: str = "first", positive_type: str = "po
                     continue
                 try:
                     rec = json.loads(line)
+                    if "items" not in rec and "pos" in rec:
+                        rec = _from_pos_neg(rec, f"{file.name}:{n}")
                     query, items = rec["query"], rec["items"]
                     qtext = query["content"]
                     qid = str(query.get("id", f"{file.name}:{n}"))
@@ -93,7 +95,7 @@ def load_jsonl(path, *, positive_filter: str = "first", positive_type: str = "po
                 items = list(items)[:max_items] if max_items else list(items)
                 if not items:
                     continue
-                rows, scores, pos, neg = [], {}, [], []
+                scores, pos, neg = {}, [], []
                 for k, item in enumerate(items):
                     if "content" not in item:
                         raise ValueError(f"{file}:{n}: item {k} has no 'content'")
@@ -119,6 +121,20 @@ def load_jsonl(path, *, positive_filter: str = "first", positive_type: str = "po
         raise ValueError(f"{path}: no training examples with a positive")
     logger.info("%s: %d queries, %d passages", path, len(examples), len(p_ids))
     return TrainingData(q_ids, q_texts, p_ids, p_texts, examples)
+
+
+def _from_pos_neg(rec: dict, where: str) -> dict:
+    """FlagEmbedding-style ``{"query": str, "pos": [...], "neg": [...], "pos_scores", "neg_scores"}`` ->
+    the standard format (positives first, teacher scores when given)."""
+    pos, neg = list(rec["pos"]), list(rec.get("neg", []))
+    scores = list(rec.get("pos_scores") or []) + list(rec.get("neg_scores") or [])
+    texts = pos + neg
+    if len(scores) != len(texts):
+        scores = [None] * len(texts)
+    items = [{"id": t, "content": t, "score": sc, "type": "positive" if k < len(pos) else "negative"}
+             for k, (t, sc) in enumerate(zip(texts, scores))]
+    query = rec["query"] if isinstance(rec["query"], dict) else {"id": where, "content": rec["query"]}
+    return {"query": query, "items": items}
 
 
 # -- BEIR route -----------------------------------------------------------
@@ -183,15 +199,21 @@ def read_run(path) -> Dict[str, List[str]]:
     return {q: [d for _, _, d in sorted(v)] for q, v in hits.items()}
 
 
+def check_beir(data_dir, split: str) -> Path:
+    """The folder, if it holds ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``."""
+    d = Path(data_dir)
+    for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
+        if not (d / name).is_file():
+            raise FileNotFoundError(f"{d / name}: missing (expected a BEIR-style folder)")
+    return d
+
+
 def load_beir(data_dir, *, split: str = "train", runs: Sequence = (), negatives_depth: int = 100,
               min_relevance: int = 1) -> TrainingData:
     """BEIR folder + first-stage runs: positives from ``qrels/<split>.tsv`` (rel >= min_relevance),
     hard negatives from each run's top ``negatives_depth`` (positives and judged docs excluded),
     interleaved across runs in rank order."""
-    d = Path(data_dir)
-    for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
-        if not (d / name).is_file():
-            raise FileNotFoundError(f"{d / name}: missing (expected a BEIR-style folder)")
+    d = check_beir(data_dir, split)
     p_ids, p_texts = read_corpus(d / "corpus.jsonl")
     row = {pid: i for i, pid in enumerate(p_ids)}
     queries = read_queries(d / "queries.jsonl")
@@ -234,8 +256,6 @@ def dense_run(query_vectors, passage_vectors, query_ids: Sequence[str], passage_
 def bm25_run(data_dir, *, split: str, work_dir, depth: int = 100, threads: int = 1) -> Path:
     """Pyserini BM25 run of ``topics.<split>.tsv`` over a Lucene index of the corpus (``title text`` in one
     field, as BEIR "flat"), built under ``work_dir`` if absent.  Returns the TREC run path."""
-    import subprocess
-    import sys
     d, work = Path(data_dir), Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     index = work / "bm25-index"

@@ -26,7 +26,7 @@ from ..model.hypencoder import Hypencoder
 from . import cache, losses
 from .biencoder import BiEncoder
 from .config import TrainConfig
-from .data import TrainingData, dense_run, bm25_run, load_beir, load_jsonl, read_run
+from .data import TrainingData, bm25_run, check_beir, dense_run, load_beir, load_jsonl, read_run
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +291,7 @@ class Trainer:
         if cfg.data_format == "jsonl":
             data = load_jsonl(cfg.data_path, positive_filter=cfg.positive_filter)
         else:
+            check_beir(cfg.data_path, cfg.split)
             runs = [read_run(r) for r in cfg.runs]
             if cfg.bm25_negatives:
                 runs.append(read_run(bm25_run(cfg.data_path, split=cfg.split, work_dir=self.cache_dir / "bm25" /
