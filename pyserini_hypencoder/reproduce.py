@@ -89,7 +89,7 @@ def download_scifact(cache: Path = CACHE) -> Path:
 
 
 def add_trec_files(folder: Path, split: str) -> None:
-    """Write ``topics.<split>.tsv`` and ``qrels.<split>.txt`` from BEIR's ``queries.jsonl`` and ``qrels/<split>.tsv``."""
+    """``topics.<split>.tsv`` and ``qrels.<split>.txt`` from BEIR's ``queries.jsonl`` and ``qrels/<split>.tsv``."""
     topics, qrels = folder / f"topics.{split}.tsv", folder / f"qrels.{split}.txt"
     if topics.is_file() and qrels.is_file():
         return
@@ -317,8 +317,9 @@ def reproduce_dl19(args) -> Report:
         where = args.data or ", ".join(map(str, shared_candidates("dl19")))
         raise FileNotFoundError(f"no TREC DL 2019 reranking set at {where} (it is built in ../shared/data only)")
     tag = encoder_tag(args.encoder)
-    report = Report(f"TREC DL 2019 passage, reranking BM25 top {args.rerank_depth} ({count_lines(data / 'topics.test.tsv')} "
-                    f"queries; candidates encoded from {_short(str(data / 'corpus.jsonl'))}; encoder: {args.encoder} [{tag}], "
+    queries = count_lines(data / "topics.test.tsv")
+    report = Report(f"TREC DL 2019 passage, reranking BM25 top {args.rerank_depth} ({queries} queries; candidates "
+                    f"encoded from {_short(str(data / 'corpus.jsonl'))}; encoder: {args.encoder} [{tag}], "
                     f"{'fp32' if args.fp32 else 'bf16'})")
     bm25_run, qrels = data / "runs" / "bm25.trec", data / "qrels.test.txt"
     rerank_run = Path(args.runs_dir) / f"run.dl19-passage.bm25.hypencoder.{tag}.rerank{args.rerank_depth}.trec"

@@ -149,3 +149,22 @@ def test_ivf_graph_build_with_all_lists_is_exact():
     assert (np.sort(listwise, 1) == np.sort(exact, 1)).mean() > 0.99
     with pytest.raises(ValueError, match="unknown graph method"):
         build_graph(vectors, method="lsh")
+
+
+def test_index_cli_adds_structures_and_reports_errors(tmp_path, capsys):
+    from pyserini_hypencoder.cli import run_cli
+    from pyserini_hypencoder.index.__main__ import main
+    index, _ = make_index(tmp_path / "idx", 120)
+    prog = "python -m pyserini_hypencoder.index"
+    assert run_cli(main, ["--index", str(index.path), "--add", "graph", "--neighbours", "5"], prog) == 0
+    assert run_cli(main, ["--index", str(index.path), "--add", "ivf", "--nlist", "4"], prog) == 0
+    reopened = DenseIndex.open(index.path)
+    assert has_graph(reopened) and has_ivf(reopened)
+    assert reopened.meta["structures"]["graph"]["neighbours"] == 5 and reopened.meta["structures"]["ivf"]["nlist"] == 4
+    assert np.load(index.path / "graph.npy").shape == (120, 5)
+    assert not [p for p in index.path.iterdir() if p.name.startswith(".")]  # no temporary files left
+    capsys.readouterr()
+    assert run_cli(main, ["--index", str(tmp_path / "missing"), "--add", "ivf"], prog) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{prog}: error:")
+    assert run_cli(main, ["--index", str(index.path), "--add", "ivf", "--nlist", "500"], prog) == 2

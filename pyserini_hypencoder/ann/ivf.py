@@ -20,7 +20,7 @@ from ._common import (finish, full_matrix, index_path, missing_structure, num_do
 logger = logging.getLogger(__name__)
 
 IVF_FILE = "ivf.npz"
-DEFAULTS = dict(nprobe=32)
+DEFAULTS = dict(nprobe=64)
 
 
 def default_nlist(n: int) -> int:
