@@ -300,12 +300,17 @@ def mode_plot(args):
     import matplotlib.pyplot as plt
     rows = [r for path in args.results for r in json.loads(Path(path).read_text())]
     labels = sorted({r["label"] for r in rows})
-    fig, axes = plt.subplots(1, len(labels), figsize=(5 * len(labels), 4), squeeze=False)
-    for ax, label in zip(axes[0], labels):
-        for method, marker in (("exact", "*"), ("ivf", "o"), ("graph", "s"), ("ivf+graph", "^")):
+    cols = min(3, len(labels))
+    rows_n = (len(labels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 4 * rows_n), squeeze=False)
+    for ax in axes.flat[len(labels):]:
+        ax.set_visible(False)
+    styles = (("exact", "*", "C0"), ("ivf", "o", "C1"), ("graph", "s", "C2"), ("ivf+graph", "^", "C3"))
+    for ax, label in zip(axes.flat, labels):
+        for method, marker, color in styles:
             pts = sorted((r["p50_ms"], r["recall@100"]) for r in rows if r["label"] == label and r["method"] == method)
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker,
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=color,
                         linestyle="-" if method == "ivf" else "none", label=method)  # ivf: one parameter, a curve
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
