@@ -293,12 +293,44 @@ def mode_scale(args):
     return out
 
 
+def plot_with_pillow(rows, labels, png):
+    """A plain recall-vs-latency scatter (log x) drawn with Pillow, for machines without matplotlib."""
+    from PIL import Image, ImageDraw
+    colors = {"exact": (31, 119, 180), "ivf": (255, 127, 14), "graph": (44, 160, 44), "ivf+graph": (214, 39, 40)}
+    w, h, pad = 420, 320, 45
+    img = Image.new("RGB", (w * len(labels), h), "white")
+    draw = ImageDraw.Draw(img)
+    for i, label in enumerate(labels):
+        pts = [r for r in rows if r["label"] == label]
+        xs = [math.log10(max(r["p50_ms"], 1e-3)) for r in pts]
+        x0, x1 = min(xs) - 0.1, max(xs) + 0.1
+        ox = i * w
+        draw.rectangle([ox + pad, 20, ox + w - 10, h - pad], outline="black")
+        draw.text((ox + pad, 5), label, fill="black")
+        draw.text((ox + pad, h - pad + 5), f"p50 ms, log scale: {10 ** x0:.3g} .. {10 ** x1:.3g}", fill="black")
+        draw.text((ox + 2, 20), "R@100", fill="black")
+        draw.text((ox + 2, h - pad - 10), "0", fill="black")
+        draw.text((ox + 30, 20), "1", fill="black")
+        for j, (method, color) in enumerate(colors.items()):
+            draw.text((ox + pad + 5, 25 + 12 * j), method, fill=color)
+        for r, x in zip(pts, xs):
+            px = ox + pad + (x - x0) / (x1 - x0) * (w - pad - 10)
+            py = h - pad - r["recall@100"] * (h - pad - 20)
+            draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colors.get(r["method"], (0, 0, 0)))
+    img.save(png)
+
+
 def mode_plot(args):
-    import matplotlib
-    import matplotlib.ticker
+    rows = [r for path in args.results for r in json.loads(Path(path).read_text())]
+    try:
+        import matplotlib
+        import matplotlib.ticker
+    except ImportError:  # matplotlib is optional
+        plot_with_pillow(rows, sorted({r["label"] for r in rows}), args.png)
+        print(f"wrote {args.png} (Pillow; install matplotlib for a nicer plot)")
+        return []
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = [r for path in args.results for r in json.loads(Path(path).read_text())]
     labels = sorted({r["label"] for r in rows})
     cols = min(3, len(labels))
     rows_n = (len(labels) + cols - 1) // cols

@@ -3,9 +3,9 @@
 Importing the package first makes Pyserini's JVM start on Java 21+ (see ``_java``).  The public
 API is re-exported here and imported on first use, so ``import pyserini_hypencoder`` stays cheap.
 """
-from importlib import import_module
 
 from ._java import configure_java
+from ._lazy import lazy_exports
 
 configure_java()
 
@@ -29,13 +29,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["configure_java"]
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

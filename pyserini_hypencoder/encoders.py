@@ -1,14 +1,14 @@
 """Pyserini-style encoders: queries -> q-nets, documents -> vectors."""
 from __future__ import annotations
 
-import hashlib
-from typing import List, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 from pyserini.encode import DocumentEncoder, QueryEncoder
 
 from .model import Hypencoder, QNetBatch, load_hypencoder
+from .model.fingerprint import weights_fingerprint
 
 DEFAULT_QUERY_MAX_LENGTH = 64
 DEFAULT_PASSAGE_MAX_LENGTH = 512
@@ -21,15 +21,7 @@ def join_title(title: Optional[str], text: str) -> str:
 
 def model_fingerprint(model: Hypencoder) -> str:
     """A short sha256 over every weight of the model (query and passage sides)."""
-    cached = getattr(model, "_fingerprint", None)
-    if cached:
-        return cached
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    model._fingerprint = digest.hexdigest()[:16]
-    return model._fingerprint
+    return weights_fingerprint(model)
 
 
 def _load(encoder: Union[str, Hypencoder, None], device: str, num_attention_heads: Optional[int]) -> Hypencoder:

@@ -14,13 +14,12 @@ import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import torch
 
+from .._fsutil import atomic_directory
 from .hyperhead import HyperHead
 from .hypencoder import Hypencoder
 from .qnet import QNetSpec
@@ -328,9 +327,7 @@ def save_hypencoder(model: Hypencoder, out_dir: str, *, safe_serialization: bool
     ``include_backbone=False`` writes only the hyper head and names the backbone in ``config.json``.
     """
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         state = build_state_dict(model, include_backbone)
         if half_precision_head:
             state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}
@@ -338,18 +335,12 @@ def save_hypencoder(model: Hypencoder, out_dir: str, *, safe_serialization: bool
             from safetensors.torch import save_file
             if model.shared_encoder:
                 state = {k: v for k, v in state.items() if not k.startswith(QUERY_BACKBONE)}
-            metadata = {"format": "pt"}
-            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / SAFETENSORS_FILE), metadata=metadata)
+            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / SAFETENSORS_FILE),
+                      metadata={"format": "pt"})
         else:
             torch.save(state, str(tmp / BIN_FILE))
         (tmp / CONFIG_FILE).write_text(json.dumps(build_config(model, include_backbone), indent=2, sort_keys=True)
                                        + "\n")
         if model.tokenizer is not None and include_backbone:
             model.tokenizer.save_pretrained(str(tmp))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

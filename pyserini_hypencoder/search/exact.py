@@ -1,7 +1,7 @@
 """Exact q-net search: every document scored by every q-net, in blocks, with a running top-k."""
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import numpy as np
 import torch

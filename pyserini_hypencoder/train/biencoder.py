@@ -8,9 +8,6 @@ treat both alike.  Saved as ``config.json`` + ``biencoder.safetensors`` (+ backb
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._fsutil import atomic_directory
 from ..model.checkpoint import load_backbone
 from ..model.hypencoder import autocast, pool
 
@@ -77,9 +75,7 @@ class BiEncoder(nn.Module):
     def save(self, out_dir, *, include_backbone: bool = False) -> Path:
         from safetensors.torch import save_file
         out = Path(out_dir)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+        with atomic_directory(out) as tmp:
             state = {f"query_projection.{k}": v.detach().cpu().contiguous()
                      for k, v in self.query_projection.state_dict().items()}
             save_file(state, str(tmp / "biencoder.safetensors"))
@@ -90,12 +86,6 @@ class BiEncoder(nn.Module):
                       "backbone": "backbone" if include_backbone else self.settings.get("backbone"),
                       "settings": self.settings}
             (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return out
 
     @classmethod

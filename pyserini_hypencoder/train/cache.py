@@ -16,7 +16,9 @@ from typing import Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..model.fingerprint import weights_fingerprint
 from ..model.hypencoder import Hypencoder, pool
+
 
 logger = logging.getLogger(__name__)
 
@@ -26,15 +28,7 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("PYSERINI_HYPENCODER_CACHE",
 
 def backbone_fingerprint(module: torch.nn.Module) -> str:
     """sha256 (16 hex) over the backbone's weights; cached on the module."""
-    cached = getattr(module, "_feature_fingerprint", None)
-    if cached:
-        return cached
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    module._feature_fingerprint = digest.hexdigest()[:16]
-    return module._feature_fingerprint
+    return weights_fingerprint(module)
 
 
 def feature_key(fingerprint: str, kind: str, max_length: int, texts: Sequence[str], extra: str = "") -> str:
