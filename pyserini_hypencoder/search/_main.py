@@ -56,15 +56,15 @@ def build_parser() -> ArgumentParser:
     search.add_argument("--block-size", type=positive_int, default=None, metavar="N",
                         help="documents per exact-scoring block (default: sized from the q-net width)")
     search.add_argument("--entry-points", type=positive_int, default=None, metavar="N",
-                        help="graph: initial candidates shared by all queries (speed helper's default)")
+                        help="graph: initial candidates shared by all queries (default 1000)")
     search.add_argument("--n-candidates", type=positive_int, default=None, metavar="N",
-                        help="graph: candidates expanded per iteration")
-    search.add_argument("--max-iter", type=positive_int, default=None, metavar="N", help="graph: iterations")
+                        help="graph: candidates expanded per iteration (default 64)")
+    search.add_argument("--max-iter", type=positive_int, default=None, metavar="N", help="graph: iterations (default 16)")
     search.add_argument("--no-early-stop", dest="early_stop", action="store_const", const=False, default=None,
                         help="graph: run all --max-iter iterations")
     search.add_argument("--graph-variant", dest="variant", choices=("reference", "paper"), default=None,
                         help="graph: the original code's walk (reference) or the paper's Algorithm 1")
-    search.add_argument("--nprobe", type=positive_int, default=None, metavar="N", help="ivf: lists probed")
+    search.add_argument("--nprobe", type=positive_int, default=None, metavar="N", help="ivf: lists probed (default 64)")
     search.add_argument("--search-param", type=_search_param, action="append", default=[], metavar="NAME=VALUE",
                         help="any other keyword argument of the graph/ivf search function (repeatable)")
     rerank = parser.add_argument_group("reranking (instead of full search)")
