@@ -17,7 +17,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple, Union
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +38,30 @@ class RunEntry:
     score: float
 
 
-def _open_text(path: Path):
-    if path.suffix == ".gz":
+def open_text(path) -> TextIO:
+    """A UTF-8 text file, gunzipped when its content is gzip (whatever its name says)."""
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    if magic == b"\x1f\x8b":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
     return open(path, encoding="utf-8")
+
+
+def iter_jsonl(path) -> Iterator[Tuple[str, dict]]:
+    """``("path:line", object)`` for every non-blank line of a JSONL file (gzip too); a clear ValueError on a
+    malformed line or a line that is not a JSON object."""
+    with open_text(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{where}: expected a JSON object per line")
+            yield where, obj
 
 
 def _plain_suffix(path: Path) -> str:
@@ -88,7 +108,7 @@ def _add_topic(result: Dict[str, str], qid, text, where: str) -> None:
 
 def _read_tsv_topics(path: Path) -> Dict[str, str]:
     result: Dict[str, str] = {}
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, 1):
             line = line.rstrip("\r\n")
             if not line.strip():
@@ -102,24 +122,14 @@ def _read_tsv_topics(path: Path) -> Dict[str, str]:
 
 def _read_jsonl_topics(path: Path) -> Dict[str, str]:
     result: Dict[str, str] = {}
-    with _open_text(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{where}: expected a JSON object per line")
-            qid = next((obj[k] for k in QUERY_ID_KEYS if k in obj), None)
-            text = next((obj[k] for k in QUERY_TEXT_KEYS if k in obj), None)
-            if qid is None:
-                raise ValueError(f"{where}: no query id (one of {', '.join(QUERY_ID_KEYS)})")
-            if text is None:
-                raise ValueError(f"{where}: no query text (one of {', '.join(QUERY_TEXT_KEYS)})")
-            _add_topic(result, qid, text, where)
+    for where, obj in iter_jsonl(path):
+        qid = next((obj[k] for k in QUERY_ID_KEYS if k in obj), None)
+        text = next((obj[k] for k in QUERY_TEXT_KEYS if k in obj), None)
+        if qid is None:
+            raise ValueError(f"{where}: no query id (one of {', '.join(QUERY_ID_KEYS)})")
+        if text is None:
+            raise ValueError(f"{where}: no query text (one of {', '.join(QUERY_TEXT_KEYS)})")
+        _add_topic(result, qid, text, where)
     return result
 
 
@@ -181,7 +191,7 @@ def read_run(path: Union[str, os.PathLike]) -> Dict[str, List[RunEntry]]:
         raise IsADirectoryError(f"{path}: run must be a file, not a directory")
     run: Dict[str, List[RunEntry]] = {}
     seen: Dict[str, set] = {}
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, 1):
             parts = line.split()
             if not parts:

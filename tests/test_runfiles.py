@@ -47,7 +47,7 @@ def test_shared_scifact_topics(scifact_dir):
     ("t.jsonl", '{"id": "1", "title": ""}\n', "empty query text"),
     ("t.jsonl", '{"id": "1"}\n', "no query text"),
     ("t.jsonl", '{"title": "x"}\n', "no query id"),
-    ("t.jsonl", '{"id": "1", "title": "x"\n', "not valid JSON"),
+    ("t.jsonl", '{"id": "1", "title": "x"\n', "malformed JSON"),
     ("t.xml", "<topics/>", "unknown topics format"),
 ])
 def test_bad_topics_are_one_clear_error(tmp_path, name, content, message):

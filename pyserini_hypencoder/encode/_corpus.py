@@ -8,9 +8,6 @@ reported before anything is encoded.
 """
 from __future__ import annotations
 
-import gzip
-import io
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +17,7 @@ from pyserini.encode import JsonlCollectionIterator
 from tqdm import tqdm
 
 from ..encoders import join_title
+from ..runfiles import iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +63,6 @@ def corpus_files(path: Path) -> List[Path]:
     if not files:
         raise ValueError(f"{path}: folder holds no corpus files ({', '.join(CORPUS_SUFFIXES)})")
     return files
-
-
-def _open_text(path: Path):
-    with open(path, "rb") as probe:
-        magic = probe.read(2)
-    if magic == b"\x1f\x8b":  # gzip, whatever the name says
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
 
 
 class JsonlCorpus(JsonlCollectionIterator):
@@ -139,16 +129,8 @@ class JsonlCorpus(JsonlCollectionIterator):
         """Every (docid, text) of the corpus, in file order."""
         for file in self.files:
             try:
-                with _open_text(file) as f:
-                    for line_no, line in enumerate(f, start=1):
-                        if not line.strip():
-                            continue
-                        where = f"{file}:{line_no}"
-                        try:
-                            info = json.loads(line)
-                        except json.JSONDecodeError as exc:
-                            raise ValueError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-                        yield self._record(info, where)
+                for where, info in iter_jsonl(file):
+                    yield self._record(info, where)
             except (OSError, EOFError, UnicodeDecodeError) as exc:
                 raise ValueError(f"{file}: cannot read corpus file ({exc})") from None
 

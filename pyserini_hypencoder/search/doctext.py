@@ -1,14 +1,13 @@
 """Document text for candidates that an index lacks: a JSONL corpus or a Pyserini Lucene index's raw documents."""
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import logging
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, Optional, Union
 
 from ..encoders import join_title
+from ..runfiles import iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -48,20 +47,11 @@ class CorpusTexts:
 
     def _records(self) -> Iterator[tuple]:
         for file in self.files:
-            opener = (lambda p: io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8")) \
-                if file.suffix == ".gz" else (lambda p: open(p, encoding="utf-8"))
-            with opener(file) as f:
-                for n, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise ValueError(f"{file}:{n}: not valid JSON ({exc.msg})") from None
-                    docid = next((obj[k] for k in DOCID_KEYS if k in obj), None) if isinstance(obj, dict) else None
-                    if docid is None:
-                        raise ValueError(f"{file}:{n}: no document id (one of {', '.join(DOCID_KEYS)})")
-                    yield str(docid), obj, f"{file}:{n}"
+            for where, obj in iter_jsonl(file):
+                docid = next((obj[k] for k in DOCID_KEYS if k in obj), None)
+                if docid is None:
+                    raise ValueError(f"{where}: no document id (one of {', '.join(DOCID_KEYS)})")
+                yield str(docid), obj, where
 
     def texts(self, docids: Iterable[str]) -> Dict[str, str]:
         """``{docid: text}`` for the wanted ids found in the corpus (absent ids are simply not in the result)."""
