@@ -42,6 +42,8 @@ CHUNK_ELEMENTS = 2 ** 20
 # run single-threaded torch ops (torch releases the GIL).  This avoids one OpenMP barrier per small op, which
 # costs a scheduler time slice whenever another process holds a core.
 PARALLEL_QUERIES = True
+# score()'s default engine: "batched" (all queries and documents in one pass) or "per_query" (chunked, threaded).
+DEFAULT_ENGINE = "batched"
 _POOL_LOCK = threading.Lock()
 _POOLS: dict = {}
 
@@ -263,8 +265,15 @@ class QNetBatch:
         return torch.mv(h, self.weights[-1][i][:, 0])
 
     @torch.no_grad()
-    def score(self, doc_vectors: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
-        """Score N shared documents with every q-net: (N, d) -> (Q, N) float32."""
+    def score(self, doc_vectors: Union[np.ndarray, torch.Tensor], *, engine: Optional[str] = None) -> torch.Tensor:
+        """Score N shared documents with every q-net: (N, d) -> (Q, N) float32.
+
+        ``engine="batched"`` (default) runs all queries and documents at once: one GEMM for the first layer
+        ((N, d) x (d, Q * out)), then one batched product per layer; no Python loop over queries or documents.
+        ``engine="per_query"`` runs each q-net over cache-sized chunks, queries split over CPU worker threads:
+        faster on a CPU shared with other processes (see docs/speed.md).  Callers bound N (exact search
+        scores an index in blocks).
+        """
         docs = _as_tensor(doc_vectors, self.device, self.compute_dtype)
         if docs.ndim != 2 or docs.shape[1] != self.input_dim:
             raise ValueError(f"expected document vectors of shape (N, {self.input_dim}), got {tuple(docs.shape)}")
@@ -274,6 +283,14 @@ class QNetBatch:
         if len(self.weights) == 1:  # a q-net with no hidden block: a plain linear scorer
             return torch.matmul(docs.float(), self.weights[0].squeeze(-1).T).T.contiguous()
         docs = docs.contiguous()
+        engine = engine or DEFAULT_ENGINE
+        if engine == "batched":
+            w0 = self.weights[0]
+            out0 = w0.shape[2]
+            first = (docs @ w0.permute(1, 0, 2).reshape(self.input_dim, q * out0)).view(n, q, out0).transpose(0, 1)
+            return self._forward(first, docs.unsqueeze(0) if self.spec.residual_at(0) else None)
+        if engine != "per_query":
+            raise ValueError(f"unknown scoring engine {engine!r}; expected 'batched' or 'per_query'")
         out = torch.empty(q, n, dtype=torch.float32, device=self.device)
         if docs.is_cuda:
             for i in range(q):
@@ -290,14 +307,18 @@ class QNetBatch:
         return out
 
     @torch.no_grad()
-    def score_candidates(self, candidate_vectors: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
-        """Score each query's own candidates: (Q, K, d) -> (Q, K) float32."""
+    def score_candidates(self, candidate_vectors: Union[np.ndarray, torch.Tensor], *,
+                         engine: Optional[str] = None) -> torch.Tensor:
+        """Score each query's own candidates: (Q, K, d) -> (Q, K) float32 (``engine`` as in :meth:`score`)."""
         cands = _as_tensor(candidate_vectors, self.device, self.compute_dtype)
         if cands.ndim != 3 or cands.shape[0] != len(self) or cands.shape[2] != self.input_dim:
             raise ValueError(f"expected candidate vectors of shape ({len(self)}, K, {self.input_dim}), "
                              f"got {tuple(cands.shape)}")
         q, m = cands.shape[0], cands.shape[1]
-        if len(self.weights) == 1 or m == 0 or cands.is_cuda:
+        engine = engine or DEFAULT_ENGINE
+        if engine not in ("batched", "per_query"):
+            raise ValueError(f"unknown scoring engine {engine!r}; expected 'batched' or 'per_query'")
+        if engine == "batched" or len(self.weights) == 1 or m == 0 or cands.is_cuda:
             return self.forward(cands)
         out = torch.empty(q, m, dtype=torch.float32, device=self.device)
         step = self.chunk_rows()

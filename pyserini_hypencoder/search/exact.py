@@ -36,8 +36,11 @@ def num_rows(vectors) -> int:
 
 
 def default_block_size(qnets: QNetBatch) -> int:
+    """Documents per block: the batched engine holds (Q, block, width) activations, so the block shrinks with Q."""
     width = max(qnets.spec.vector_dimensions)
-    return int(max(1024, ACTIVATION_BUDGET // (4 * width)))
+    from ..model import qnet as qnet_module
+    per_row = 4 * width * (len(qnets) if qnet_module.DEFAULT_ENGINE == "batched" else 1)
+    return int(max(256, ACTIVATION_BUDGET // per_row))
 
 
 def merge_topk(scores: torch.Tensor, rows: torch.Tensor, new_scores: torch.Tensor, new_rows: torch.Tensor,
