@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from pyserini_hypencoder.model.qnet import QNetBatch, QNetSpec
-from pyserini_hypencoder.model import qnet as qnet_module
 from pyserini_hypencoder.search.exact import exact_search
 
 PUBLISHED = [768] * 7 + [1]  # the published 6-layer 768-d q-net
@@ -118,7 +117,6 @@ def one_query_at_a_time(qnets: QNetBatch, docs: torch.Tensor, k: int):
 
 def run(args) -> dict:
     device = args.device
-    qnet_module.DEFAULT_ENGINE = args.engine
     if torch.device(device).type == "cpu":
         torch.set_num_threads(args.threads)
     results = {"device": device, "threads": torch.get_num_threads(), "queries": args.queries, "engine": args.engine,
@@ -136,7 +134,7 @@ def run(args) -> dict:
             qnets = random_qnets(dims, args.queries, dtype, device)
             x = docs.to(dtype)
             exact_search(qnets, x[: min(n, 64)], 10)  # warm-up
-            plugin = best_time(lambda: exact_search(qnets, x, args.k), args.repeats, device)
+            plugin = best_time(lambda: exact_search(qnets, x, args.k, engine=args.engine), args.repeats, device)
             baseline = best_time(lambda: one_query_at_a_time(qnets, x, args.k), args.repeats, device)
             # the peak again, right after, so that load from other processes affects both alike
             peak = max(results["peak"][name], gemm_peak(dtype, device, True, args.repeats))
@@ -172,8 +170,8 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small sizes, one repeat (CI)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--engine", choices=("batched", "per_query"), default="batched",
-                   help="QNetBatch.score engine used by the plugin's exact search (default: batched)")
+    p.add_argument("--engine", choices=("batched", "per_query"), default="per_query",
+                   help="QNetBatch.score engine of the plugin's exact search (default: per_query, what search uses)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--queries", type=int, default=None, help="Q queries scored together (default 32; quick 4)")
     p.add_argument("--docs", type=int, default=None, help="documents (default: sized to ~200 GFLOP per run)")

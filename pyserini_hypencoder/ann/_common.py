@@ -10,7 +10,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from ..model.qnet import QNetBatch
+from ..model.qnet import SEARCH_ENGINE, QNetBatch
 
 # Bytes of gathered candidate vectors scored at once (the rest is chunked over queries).
 GATHER_BUDGET = 256 * 2 ** 20
@@ -86,7 +86,7 @@ def score_rows(qnets: QNetBatch, matrix: torch.Tensor, rows: torch.Tensor) -> to
     for start in range(0, q, step):
         stop = min(q, start + step)
         r = rows[start:stop]
-        out[start:stop] = qnets[start:stop].score_candidates(matrix[r.clamp(min=0)])
+        out[start:stop] = qnets[start:stop].score_candidates(matrix[r.clamp(min=0)], engine=SEARCH_ENGINE)
     return out.masked_fill_(rows < 0, float("-inf"))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..model.qnet import QNetBatch
+from ..model.qnet import SEARCH_ENGINE, QNetBatch
 from ._common import (compact_rows, finish, full_matrix, index_path, missing_structure, num_docs,
                       record_structure, save_array_atomic, score_rows, topk_padded, torch_threads, unique_rows)
 
@@ -254,7 +254,7 @@ def _walk(qnets, matrix, graph, k, threads, *, entry_points, n_candidates, max_i
             break
         scored += (cand >= 0).sum(1)
         with torch_threads(threads, device):
-            cand_scores = qnets.score(matrix[cand[0]]) if shared else score_rows(qnets, matrix, cand)
+            cand_scores = qnets.score(matrix[cand[0]], engine=SEARCH_ENGINE) if shared else score_rows(qnets, matrix, cand)
         shared = False
         top_s, top_r = topk_padded(cand_scores, cand, offer)
         if variant == "paper" and early_stop:  # line 7: best candidate below the worst of a full result set

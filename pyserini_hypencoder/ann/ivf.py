@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..model.qnet import QNetBatch
+from ..model.qnet import SEARCH_ENGINE, QNetBatch
 from ._common import (finish, full_matrix, index_path, missing_structure, num_docs, record_structure,
                       save_array_atomic, score_rows, topk_padded)
 
@@ -133,7 +133,7 @@ def ivf_candidates(qnets: QNetBatch, ivf: dict, nprobe: int) -> torch.Tensor:
     centroids, offsets, order = _as_tensors(ivf, device)
     nlist = centroids.shape[0]
     probe = min(nprobe, nlist)
-    lists = torch.topk(qnets.score(centroids.to(qnets.compute_dtype)), probe, dim=1).indices  # (Q, P)
+    lists = torch.topk(qnets.score(centroids.to(qnets.compute_dtype), engine=SEARCH_ENGINE), probe, dim=1).indices  # (Q, P)
     starts, sizes = offsets[lists], offsets[lists + 1] - offsets[lists]  # (Q, P)
     width = int(sizes.sum(1).max().item())
     # position j of a query's pool lies in the list whose cumulative size first exceeds j

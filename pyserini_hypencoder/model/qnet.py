@@ -42,8 +42,12 @@ CHUNK_ELEMENTS = 2 ** 20
 # run single-threaded torch ops (torch releases the GIL).  This avoids one OpenMP barrier per small op, which
 # costs a scheduler time slice whenever another process holds a core.
 PARALLEL_QUERIES = True
-# score()'s default engine: "batched" (all queries and documents in one pass) or "per_query" (chunked, threaded).
+# score()'s default engine: "batched" (all queries and documents in one pass, no Python loop) or "per_query"
+# (cache-sized chunks, queries over worker threads).  Search paths (exact, graph, IVF, rerank) use SEARCH_ENGINE:
+# on this project's CPUs per_query reaches 86-95% of the GEMM peak in fp32 against 33-56% for batched
+# (benchmarks/bench_qnet.py --engine, docs/speed.md).
 DEFAULT_ENGINE = "batched"
+SEARCH_ENGINE = "per_query"
 _POOL_LOCK = threading.Lock()
 _POOLS: dict = {}
 

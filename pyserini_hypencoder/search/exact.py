@@ -6,7 +6,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ..model.qnet import QNetBatch
+from ..model.qnet import SEARCH_ENGINE, QNetBatch
 
 # Bytes of (block, width) fp32 activations per block.  QNetBatch.score works through a block one query and
 # one cache-sized chunk at a time, so the block size no longer scales with Q; it sets the read size and the
@@ -35,11 +35,10 @@ def num_rows(vectors) -> int:
     return int(vectors.num_docs) if hasattr(vectors, "num_docs") else int(vectors.shape[0])
 
 
-def default_block_size(qnets: QNetBatch) -> int:
-    """Documents per block: the batched engine holds (Q, block, width) activations, so the block shrinks with Q."""
+def default_block_size(qnets: QNetBatch, engine: str = SEARCH_ENGINE) -> int:
+    """Documents per block: the batched engine holds (Q, block, width) activations, so its block shrinks with Q."""
     width = max(qnets.spec.vector_dimensions)
-    from ..model import qnet as qnet_module
-    per_row = 4 * width * (len(qnets) if qnet_module.DEFAULT_ENGINE == "batched" else 1)
+    per_row = 4 * width * (len(qnets) if engine == "batched" else 1)
     return int(max(256, ACTIVATION_BUDGET // per_row))
 
 
@@ -54,20 +53,20 @@ def merge_topk(scores: torch.Tensor, rows: torch.Tensor, new_scores: torch.Tenso
 
 
 @torch.no_grad()
-def exact_search(qnets: QNetBatch, vectors, k: int, *, block_size: Optional[int] = None
-                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+def exact_search(qnets: QNetBatch, vectors, k: int, *, block_size: Optional[int] = None,
+                 engine: str = SEARCH_ENGINE) -> Tuple[torch.Tensor, torch.Tensor]:
     """Top-k rows per q-net over all ``vectors`` -> (scores (Q, k'), rows (Q, k')), k' = min(k, N), best first."""
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
     n, q = num_rows(vectors), len(qnets)
     device = qnets.device
-    block = int(block_size or default_block_size(qnets))
+    block = int(block_size or default_block_size(qnets, engine))
     best_scores = torch.empty(q, 0, device=device)
     best_rows = torch.empty(q, 0, dtype=torch.long, device=device)
     for start in range(0, n, block):
         stop = min(n, start + block)
         docs = read_block(vectors, start, stop, device, qnets.compute_dtype)
-        scores = qnets.score(docs)
+        scores = qnets.score(docs, engine=engine)
         rows = torch.arange(start, stop, device=device).expand(q, -1)
         best_scores, best_rows = merge_topk(best_scores, best_rows, scores, rows, k)
     return best_scores, best_rows

@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ..index import DenseIndex
+from ..model.qnet import SEARCH_ENGINE
 from ..runfiles import RunEntry
 from ._searcher import check_compatible, open_index, torch_threads
 
@@ -153,5 +154,5 @@ class HypencoderReranker:
         stacked = np.zeros((len(candidate_lists), width, dim), dtype=np.float32)
         for i, cands in enumerate(candidate_lists):
             stacked[i, :len(cands)] = np.stack([vectors[d] for d in cands])
-        scores = qnets.score_candidates(torch.from_numpy(stacked)).float().cpu().numpy()
+        scores = qnets.score_candidates(torch.from_numpy(stacked), engine=SEARCH_ENGINE).float().cpu().numpy()
         return [scores[i, :len(c)].tolist() for i, c in enumerate(candidate_lists)]
