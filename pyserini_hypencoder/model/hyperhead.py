@@ -106,8 +106,9 @@ class HyperHead(nn.Module):
         return weights, biases
 
     @classmethod
-    def spec_from_state_dict(cls, state: dict, prefix: str = "") -> Tuple[List[int], int]:
-        """Infer (vector_dimensions, hidden size) from hyper-head tensors."""
+    def spec_from_state_dict(cls, state: dict, prefix: str = "", *, complete: bool = True) -> Tuple[List[int], int]:
+        """Infer (vector_dimensions, hidden size) from hyper-head tensors (``complete=False``: some generator
+        tensors may be absent, see ``head_init_seed`` in checkpoint.py)."""
         n = 0
         while f"{prefix}hyper_base_matrices.{n}" in state:
             n += 1
@@ -117,6 +118,6 @@ class HyperHead(nn.Module):
         dims += [int(state[f"{prefix}hyper_base_matrices.{i}"].shape[1]) for i in range(n)]
         hidden = int(state[f"{prefix}key_projections.0.weight"].shape[1])
         n_keys = sum(1 for k in state if k.startswith(f"{prefix}key_projections.") and k.endswith(".weight"))
-        if n_keys != 2 * n - 1:
+        if complete and n_keys != 2 * n - 1:
             raise ValueError(f"expected {2 * n - 1} key_projections for {n} q-net layers, found {n_keys}")
         return dims, hidden

@@ -403,8 +403,10 @@ class Trainer:
         # A frozen backbone that an installed package / directory / Hub id provides is named, not stored;
         # a backbone that came inside an init_from checkpoint travels with the model.
         include = not cfg.freeze_backbone or not self.model.settings.get("backbone")
+        # A head initialised here from init_seed: tensors still at their initial values are regenerated on load.
+        seed = None if cfg.init_from else cfg.init_seed
         return save_hypencoder(self.model, str(out_dir), include_backbone=include,
-                               half_precision_head=cfg.half_precision_save)
+                               half_precision_head=cfg.half_precision_save, head_init_seed=seed)
 
     def save_checkpoint(self) -> None:
         tmp = self.out / ".checkpoint.tmp"
