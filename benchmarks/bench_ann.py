@@ -1,4 +1,5 @@
-"""Approximate q-net search (IVF pools, graph walks) against exact search: recall, cost, latency, memory.
+"""Approximate q-net search (IVF pools, graph walks, surrogate pools) against exact search: recall, cost, latency,
+memory.
 
     python benchmarks/bench_ann.py --quick                                  # CI: small random data, seconds
     python benchmarks/bench_ann.py real --index DIR --encoder MODEL --topics TSV [--qrels TXT] --json OUT
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyserini_hypencoder.ann import build_graph, build_ivf, graph_search, ivf_search
+from pyserini_hypencoder.ann import build_graph, build_ivf, graph_search, ivf_search, surrogate_search
 from pyserini_hypencoder.model.qnet import QNetBatch, QNetSpec
 from pyserini_hypencoder.search.exact import exact_search
 
@@ -56,6 +57,9 @@ def sweep(n: int, quick: bool, graph_ok: bool, ivf_ok: bool, nlist: int, k: int)
                         configs.append(("graph", {"entry_points": min(ep, n), "n_candidates": nc, "max_iter": it}))
             configs.append(("graph", {"entry_points": min(1000, n), "n_candidates": 64, "max_iter": 16,
                                       "variant": "paper"}))
+    for c in ([100, 400] if quick else [200, 500, 1000, 2000]):
+        if c < n:
+            configs.append(("surrogate", {"candidates": c}))
     if graph_ok and ivf_ok:
         for p in ([1] if quick else [4, 8, 16]):
             if p < nlist:
@@ -72,6 +76,8 @@ def run_method(method, params, qnets, vectors, graph, ivf, k):
         return ivf_search(qnets, None, k, ivf=ivf, vectors=vectors, return_stats=True, **params)
     if method == "graph":
         return graph_search(qnets, None, k, graph=graph, vectors=vectors, return_stats=True, **params)
+    if method == "surrogate":
+        return surrogate_search(qnets, None, k, vectors=vectors, return_stats=True, **params)
     if method == "ivf+graph":
         params = dict(params)
         return graph_search(qnets, None, k, graph=graph, vectors=vectors, ivf=ivf, ivf_nprobe=params.pop("nprobe"),
@@ -296,7 +302,8 @@ def mode_scale(args):
 def plot_with_pillow(rows, labels, png):
     """A plain recall-vs-latency scatter (log x) drawn with Pillow, for machines without matplotlib."""
     from PIL import Image, ImageDraw
-    colors = {"exact": (31, 119, 180), "ivf": (255, 127, 14), "graph": (44, 160, 44), "ivf+graph": (214, 39, 40)}
+    colors = {"exact": (31, 119, 180), "ivf": (255, 127, 14), "graph": (44, 160, 44), "ivf+graph": (214, 39, 40),
+              "surrogate": (148, 103, 189)}
     w, h, pad = 420, 320, 45
     img = Image.new("RGB", (w * len(labels), h), "white")
     draw = ImageDraw.Draw(img)
@@ -337,13 +344,15 @@ def mode_plot(args):
     fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 4 * rows_n), squeeze=False)
     for ax in axes.flat[len(labels):]:
         ax.set_visible(False)
-    styles = (("exact", "*", "C0"), ("ivf", "o", "C1"), ("graph", "s", "C2"), ("ivf+graph", "^", "C3"))
+    styles = (("exact", "*", "C0"), ("ivf", "o", "C1"), ("graph", "s", "C2"), ("ivf+graph", "^", "C3"),
+              ("surrogate", "D", "C4"))
     for ax, label in zip(axes.flat, labels):
         for method, marker, color in styles:
             pts = sorted((r["p50_ms"], r["recall@100"]) for r in rows if r["label"] == label and r["method"] == method)
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=color,
-                        linestyle="-" if method == "ivf" else "none", label=method)  # ivf: one parameter, a curve
+                        linestyle="-" if method in ("ivf", "surrogate") else "none",  # one parameter: a curve
+                        label=method)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("p50 latency per query (ms, batches of 32)")

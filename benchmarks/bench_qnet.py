@@ -163,6 +163,18 @@ def run(args) -> dict:
               f"{row['plugin_gflops']:.1f} | {row['plugin_frac']:.0%} | {row['baseline_docs_per_s']:,.0f} | "
               f"{row['baseline_frac']:.0%} | {row['speedup']:.2f}x |")
     print("peak GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in results["peak"].items()))
+    # At equal dtype no scorer can beat the baseline by more than peak / baseline; across dtypes, the plugin's
+    # bf16 path against the one-query scorer in fp32 (the reference's default precision).
+    for row in results["rows"]:
+        row["max_speedup_at_peak"] = 1.0 / row["baseline_frac"]
+        print(f"{row['shape']} {row['dtype']}: a scorer at 100% of peak would be {row['max_speedup_at_peak']:.2f}x "
+              f"the one-query baseline", flush=True)
+    by = {(r["shape"], r["dtype"]): r for r in results["rows"]}
+    for shape in dict.fromkeys(r["shape"] for r in results["rows"]):
+        if (shape, "bf16") in by and (shape, "fp32") in by:
+            ratio = by[shape, "bf16"]["plugin_docs_per_s"] / by[shape, "fp32"]["baseline_docs_per_s"]
+            results.setdefault("bf16_plugin_vs_fp32_baseline", {})[shape] = ratio
+            print(f"{shape}: plugin bf16 vs one-query baseline fp32: {ratio:.2f}x", flush=True)
     return results
 
 

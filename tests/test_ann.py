@@ -168,3 +168,55 @@ def test_index_cli_adds_structures_and_reports_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"{prog}: error:")
     assert run_cli(main, ["--index", str(index.path), "--add", "ivf", "--nlist", "500"], prog) == 2
+
+
+# -- linear-surrogate pools ------------------------------------------------------------------------------------
+def near_linear_qnets(q, d=16, seed=0, hidden_scale=0.01):
+    """q-nets whose score is almost a dot product: tiny hidden weights, residual carrying x to the last layer."""
+    g = torch.Generator().manual_seed(seed)
+    spec = QNetSpec((d, d, 1), do_residual=True, do_residual_on_last=True)
+    w = [torch.randn(q, d, d, generator=g) * hidden_scale, torch.randn(q, d, 1, generator=g)]
+    b = [torch.randn(q, 1, d, generator=g)]
+    return QNetBatch(w, b, spec)
+
+
+def test_surrogate_of_a_linear_part_is_its_weight():
+    """For a q-net that is exactly linear in x, the surrogate vector is its last weight."""
+    from pyserini_hypencoder.ann import surrogate_vectors
+    qnets = near_linear_qnets(3, hidden_scale=0.0)
+    anchors = torch.randn(50, 16)
+    torch.testing.assert_close(surrogate_vectors(qnets, anchors, 8), qnets.weights[-1][:, :, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_surrogate_all_candidates_equals_exact(small):
+    from pyserini_hypencoder.ann import surrogate_search
+    index, _ = small
+    qnets = random_qnets(4)
+    exact_s, exact_r = exact_search(qnets, index, 25)
+    s, r, scored = surrogate_search(qnets, index, 25, candidates=index.num_docs, return_stats=True)
+    assert torch.equal(r, exact_r) and torch.allclose(s, exact_s)
+    assert scored.tolist() == [index.num_docs] * 4
+
+
+def test_surrogate_finds_the_top_of_near_linear_qnets_with_few_candidates(tmp_path):
+    from pyserini_hypencoder.ann import surrogate_search
+    index, _ = make_index(tmp_path / "idx", 3000, seed=3)
+    qnets = near_linear_qnets(8, seed=4)
+    _, exact_r = exact_search(qnets, index, 10)
+    s, r, scored = surrogate_search(qnets, index, 10, candidates=60, anchors=64, return_stats=True)
+    hits = sum(len(set(a) & set(b)) for a, b in zip(r.tolist(), exact_r.tolist()))
+    assert hits / exact_r.numel() >= 0.95
+    assert scored.tolist() == [60 + 64] * 8  # candidates plus anchors, far below N
+    assert (s[:, :-1] >= s[:, 1:]).all()
+
+
+def test_surrogate_k_larger_than_corpus_and_one_document(tmp_path):
+    from pyserini_hypencoder.ann import surrogate_search
+    index, _ = make_index(tmp_path / "idx", 7)
+    s, r = surrogate_search(random_qnets(2), index, 20, candidates=3)
+    assert s.shape == (2, 7) and sorted(r[0].tolist()) == list(range(7))
+    one, _ = make_index(tmp_path / "one", 1)
+    s, r = surrogate_search(random_qnets(3), one, 5)
+    assert r.tolist() == [[0]] * 3 and torch.isfinite(s).all()
+    with pytest.raises(ValueError, match="candidates must be positive"):
+        surrogate_search(random_qnets(1), index, 5, candidates=0)

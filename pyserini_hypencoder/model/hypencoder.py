@@ -114,7 +114,8 @@ class Hypencoder(nn.Module):
     @classmethod
     def from_backbone(cls, backbone_name_or_path: str, *, vector_dimensions=None, num_hidden_layers: int = 2,
                       activation: str = "relu", do_residual: bool = True, do_residual_on_last: bool = False,
-                      layer_norm_before_residual: bool = True, pooling: str = "cls", seed: int = 1) -> "Hypencoder":
+                      layer_norm_before_residual: bool = True, do_layer_norm: bool = True, pooling: str = "cls",
+                      seed: int = 1) -> "Hypencoder":
         """Build a new, untrained Hypencoder around a Hugging Face encoder (local dir, package or Hub id).
 
         ``vector_dimensions`` defaults to ``[h] * (num_hidden_layers + 1) + [1]``.
@@ -123,7 +124,7 @@ class Hypencoder(nn.Module):
         backbone, tokenizer, source = load_backbone(backbone_name_or_path)
         hidden = backbone.config.hidden_size
         dims = list(vector_dimensions) if vector_dimensions else [hidden] * (num_hidden_layers + 1) + [1]
-        spec = QNetSpec(tuple(dims), activation=activation, do_residual=do_residual,
+        spec = QNetSpec(tuple(dims), activation=activation, do_layer_norm=do_layer_norm, do_residual=do_residual,
                         do_residual_on_last=do_residual_on_last, layer_norm_before_residual=layer_norm_before_residual)
         head = HyperHead(hidden, spec)
         head.reset_parameters(torch.Generator().manual_seed(seed))

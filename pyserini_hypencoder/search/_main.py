@@ -51,8 +51,9 @@ def build_parser() -> ArgumentParser:
                         help="search an index whose meta.json names other encoder weights")
     define_encoder_args(parser, batch_size=32)
     search = parser.add_argument_group("search strategy")
-    search.add_argument("--search", choices=("exact", "graph", "ivf"), default="exact",
-                        help="exact scoring of every document (default), or an approximate structure of the index")
+    search.add_argument("--search", choices=("exact", "graph", "ivf", "surrogate"), default="exact",
+                        help="exact scoring of every document (default), an approximate structure of the index "
+                             "(graph, ivf), or inner-product pre-selection by each q-net's linear surrogate")
     search.add_argument("--block-size", type=positive_int, default=None, metavar="N",
                         help="documents per exact-scoring block (default: sized from the q-net width)")
     search.add_argument("--entry-points", type=positive_int, default=None, metavar="N",
@@ -65,8 +66,11 @@ def build_parser() -> ArgumentParser:
     search.add_argument("--graph-variant", dest="variant", choices=("reference", "paper"), default=None,
                         help="graph: the original code's walk (reference) or the paper's Algorithm 1")
     search.add_argument("--nprobe", type=positive_int, default=None, metavar="N", help="ivf: lists probed (default 64)")
+    search.add_argument("--candidates", type=positive_int, default=None, metavar="N",
+                        help="surrogate: documents the q-net rescores after the inner-product pre-selection "
+                             "(default 1000)")
     search.add_argument("--search-param", type=_search_param, action="append", default=[], metavar="NAME=VALUE",
-                        help="any other keyword argument of the graph/ivf search function (repeatable)")
+                        help="any other keyword argument of the graph/ivf/surrogate search function (repeatable)")
     rerank = parser.add_argument_group("reranking (instead of full search)")
     rerank.add_argument("--rerank", metavar="RUN",
                         help="first-stage run to rerank (TREC 6 columns or MS MARCO 3/4 columns)")
@@ -94,8 +98,10 @@ def _check_args(args) -> None:
         raise ValueError(f"--{graph_only[0].replace('_', '-')} applies to --search graph")
     if args.search != "ivf" and args.nprobe is not None:
         raise ValueError("--nprobe applies to --search ivf")
+    if args.search != "surrogate" and args.candidates is not None:
+        raise ValueError("--candidates applies to --search surrogate")
     if args.search == "exact" and args.search_param:
-        raise ValueError("--search-param applies to --search graph or ivf")
+        raise ValueError("--search-param applies to --search graph, ivf or surrogate")
     if args.corpus and args.lucene_index:
         raise ValueError("give one text source: --corpus or --lucene-index")
     if args.rerank is not None and args.index is None and not (args.corpus or args.lucene_index):
@@ -106,11 +112,11 @@ def _check_args(args) -> None:
         raise IsADirectoryError(f"{args.output}: output is a directory")
 
 
-ANN_FLAGS = ("entry_points", "n_candidates", "max_iter", "early_stop", "variant", "nprobe")
+ANN_FLAGS = ("entry_points", "n_candidates", "max_iter", "early_stop", "variant", "nprobe", "candidates")
 
 
 def search_params(args) -> dict:
-    """Keyword arguments for ann.graph_search / ann.ivf_search from the flags that were given."""
+    """Keyword arguments for ann.graph_search / ivf_search / surrogate_search from the flags that were given."""
     params = {f: getattr(args, f) for f in ANN_FLAGS if getattr(args, f) is not None}
     params.update(dict(args.search_param))
     return params

@@ -15,7 +15,7 @@ from .exact import exact_search
 
 logger = logging.getLogger(__name__)
 
-SEARCH_MODES = ("exact", "graph", "ivf")
+SEARCH_MODES = ("exact", "graph", "ivf", "surrogate")
 # Queries encoded and scored together inside batch_search (bounds memory for long query lists).
 QUERY_CHUNK = 64
 
@@ -72,7 +72,7 @@ class HypencoderSearcher:
         The encoder (or a checkpoint path / ``"default"``, loaded on the CPU) that turns queries into q-nets.
     force : bool
         Search even when meta.json names other encoder weights (a dimension mismatch is always an error).
-    search : {"exact", "graph", "ivf"}
+    search : {"exact", "graph", "ivf", "surrogate"}
         Exact scoring of every document, or an approximate strategy from :mod:`pyserini_hypencoder.ann`.
     search_params : dict
         Keyword arguments for the approximate strategy (e.g. its candidate and iteration counts).

@@ -19,12 +19,13 @@ class TrainConfig:
     activation: str = "relu"
     do_residual: bool = True
     do_residual_on_last: bool = False
+    do_layer_norm: bool = True                # layer norm in the q-net's hidden blocks (as published)
     pooling: str = "mean"                     # passage pooling: mean | cls
     query_max_length: int = 64
     passage_max_length: int = 256
     freeze_backbone: bool = True              # cache frozen features and train the head only
     init_seed: int = 1
-    head_init: str = "paper"                  # paper (random, as published) | warm (start as a dot product)
+    head_init: str = "paper"                  # paper (random, as published) | warm (start as a dot product) | cosine
     # bi-encoder control
     normalize: bool = True
     # data
@@ -50,6 +51,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     hidden_lr_scale: float = 1.0              # lr factor for the hyper head's hidden-layer generators
+    hidden_parts: str = "all"                 # which hidden-layer generator tensors train: all | base
     warmup_steps: int = 50
     schedule: str = "linear"                  # constant | linear | cosine (after warm-up)
     steps: Optional[int] = None
@@ -98,8 +100,10 @@ class TrainConfig:
             raise ValueError(f"data_format must be beir or jsonl, not {self.data_format!r}")
         if not self.data_path:
             raise ValueError("data_path is required")
-        if self.head_init not in ("paper", "warm"):
-            raise ValueError(f"head_init must be paper or warm, not {self.head_init!r}")
+        if self.head_init not in ("paper", "warm", "cosine"):
+            raise ValueError(f"head_init must be paper, warm or cosine, not {self.head_init!r}")
+        if self.hidden_parts not in ("all", "base"):
+            raise ValueError(f"hidden_parts must be all or base, not {self.hidden_parts!r}")
         if self.schedule not in ("constant", "linear", "cosine"):
             raise ValueError(f"schedule must be constant, linear or cosine, not {self.schedule!r}")
         if self.steps is None and self.epochs is None:

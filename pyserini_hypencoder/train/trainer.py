@@ -46,6 +46,7 @@ def build_model(cfg: TrainConfig):
         model = Hypencoder.from_backbone(cfg.backbone, vector_dimensions=cfg.vector_dimensions,
                                          num_hidden_layers=cfg.num_hidden_layers, activation=cfg.activation,
                                          do_residual=cfg.do_residual, do_residual_on_last=cfg.do_residual_on_last,
+                                         do_layer_norm=cfg.do_layer_norm,
                                          pooling=cfg.pooling, seed=cfg.init_seed)
     model.settings.update({"query_max_length": cfg.query_max_length, "passage_max_length": cfg.passage_max_length,
                            "pooling": model.pooling})
@@ -94,10 +95,60 @@ def warm_start_head(head, passage_vectors: Optional[torch.Tensor] = None, *, see
     head.hyper_base_matrices[k].zero_()
 
 
+# Value-projection bias of the "cosine" start: keeps ReLU the identity for mean-pooled MiniLM-like token states
+# (|values| < 1 typically), small enough that the shifted values keep their precision in bf16.
+COSINE_SHIFT = 1.0
+COSINE_LOGIT_SCALE = 20.0
+
+
+@torch.no_grad()
+def cosine_start_head(head) -> None:
+    """Start the q-net as a scaled cosine between the (centred) mean-pooled query and the passage vector.
+
+    Hidden generated weights lose their base (``x W_j`` near 0; the residual carries the passage vector).  The
+    last weight's generator pools the query tokens by their mean (its attention query is zero), its value
+    projection is the identity plus ``COSINE_SHIFT`` (ReLU passes everything, the layer norm removes the
+    shift) and its output projection ``s I`` with ``s = 20 / sqrt(h)``, so ``w_last = 20 * centred(m) /
+    |centred(m)|``.  The trainer keeps the pooling, the output projection and the base of the last weight
+    fixed (:func:`fixed_parameter_names`): ``|w_last|`` stays 20, like the control's cosine with logit scale 20,
+    while the value projection and biases learn.
+    """
+    spec = head.spec
+    if any(not spec.residual_at(j) for j in range(spec.num_layers - 1)):
+        raise ValueError("head_init 'cosine' needs do_residual and do_residual_on_last (a residual on every block)")
+    h, k = head.hidden_size, spec.num_layers - 1
+    if spec.vector_dimensions[k] != h:
+        raise ValueError("head_init 'cosine' needs the last q-net layer to have the backbone's width")
+    for i in range(k):
+        head.hyper_base_matrices[i].zero_()
+    eye = torch.eye(h, dtype=head.value_projections[k].weight.dtype)
+    head.weight_query_embeddings[k].zero_()
+    head.key_projections[k].weight.zero_()
+    head.key_projections[k].bias.zero_()
+    head.value_projections[k].weight.copy_(eye)
+    head.value_projections[k].bias.fill_(COSINE_SHIFT)
+    head.weight_hyper_projection[k].weight.copy_(eye * (COSINE_LOGIT_SCALE / math.sqrt(h)))
+    head.weight_hyper_projection[k].bias.zero_()
+    head.hyper_base_matrices[k].zero_()
+
+
+def fixed_parameter_names(model, cfg: TrainConfig) -> set:
+    """Hyper-head tensors that a "cosine" start keeps at their initial values: the last weight's token pooling
+    (attention query and key projection), output projection and base."""
+    if cfg.head_init != "cosine" or isinstance(model, BiEncoder):
+        return set()
+    k = model.spec.num_layers - 1
+    return {f"head.weight_query_embeddings.{k}", f"head.key_projections.{k}.weight", f"head.key_projections.{k}.bias",
+            f"head.weight_hyper_projection.{k}.weight", f"head.weight_hyper_projection.{k}.bias",
+            f"head.hyper_base_matrices.{k}"}
+
+
 def trainable_parameters(model, cfg: TrainConfig):
     frozen = cfg.freeze_backbone
+    fixed = fixed_parameter_names(model, cfg)
     for name, p in model.named_parameters():
-        p.requires_grad_(not (frozen and (name.startswith("backbone.") or name.startswith("passage_backbone."))))
+        p.requires_grad_(not (frozen and (name.startswith("backbone.") or name.startswith("passage_backbone.")))
+                         and name not in fixed)
     return [p for p in model.parameters() if p.requires_grad]
 
 
@@ -105,7 +156,7 @@ def parameter_groups(model, cfg: TrainConfig) -> List[dict]:
     """Optimizer groups: the hyper-head parts that generate the q-net's hidden layers get
     ``lr * hidden_lr_scale``; the last layer's generator, the backbone and the bi-encoder get ``lr``."""
     params = trainable_parameters(model, cfg)
-    if isinstance(model, BiEncoder) or cfg.hidden_lr_scale == 1.0:
+    if isinstance(model, BiEncoder) or (cfg.hidden_lr_scale == 1.0 and cfg.hidden_parts == "all"):
         return [{"params": params, "lr": cfg.lr}]
     k = model.spec.num_layers - 1
     last = {f"head.{n}.{k}" for n in ("hyper_base_matrices", "weight_query_embeddings")}
@@ -113,8 +164,14 @@ def parameter_groups(model, cfg: TrainConfig) -> List[dict]:
              for w in ("weight", "bias")}
     main, hidden = [], []
     for name, p in model.named_parameters():
-        if p.requires_grad:
-            (hidden if name.startswith("head.") and name not in last else main).append(p)
+        if not p.requires_grad:
+            continue
+        if not name.startswith("head.") or name in last:
+            main.append(p)
+        elif cfg.hidden_parts == "all" or name.startswith(("head.hyper_base_matrices.", "head.hyper_base_vectors.")):
+            hidden.append(p)
+        else:   # hidden_parts "base": the query-dependent generators stay at their initial values
+            p.requires_grad_(False)
     if cfg.hidden_lr_scale == 0:   # frozen at their initial values: no gradients needed
         for p in hidden:
             p.requires_grad_(False)
@@ -263,8 +320,11 @@ class Trainer:
         self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else cache.DEFAULT_CACHE_DIR
         self.model = build_model(cfg)
         self.data, self.dev = self._load_data()
-        if cfg.head_init == "warm" and cfg.model_kind == "hypencoder" and not cfg.init_from and not self.resume:
-            warm_start_head(self.model.head, self.pvec, seed=cfg.init_seed)
+        if cfg.model_kind == "hypencoder" and not cfg.init_from and not self.resume:
+            if cfg.head_init == "warm":
+                warm_start_head(self.model.head, self.pvec, seed=cfg.init_seed)
+            elif cfg.head_init == "cosine":
+                cosine_start_head(self.model.head)
         self.sampler = BatchSampler(self.data, cfg)
         groups = parameter_groups(self.model, cfg)
         self.params = [p for g in groups for p in g["params"]]
