@@ -50,3 +50,22 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="activation"):
         QNetSpec((8, 8, 1), activation="swish")
     assert qnets.score(torch.randn(0, 8)).shape == (len(qnets), 0)
+
+
+@pytest.mark.parametrize("dims,spec", [((16, 16, 1), {"do_residual_on_last": True}), ((16, 16, 16, 1), {}),
+                                       ((16, 16, 16, 1), {"do_residual_on_last": True}), ((16, 24, 1), {}),
+                                       ((16, 16, 1), {"do_residual_on_last": True, "do_layer_norm": False})])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_last_block_equals_the_plain_block(dims, spec, dtype, monkeypatch):
+    """The per_query engine's fused layer norm + residual + final product gives the unfused scores."""
+    import pyserini_hypencoder.model.qnet as qnet
+    qnets = _qnets(dims, dtype=dtype, **spec)
+    docs = torch.randn(2000, dims[0], generator=torch.Generator().manual_seed(2))
+    monkeypatch.setattr(qnet, "FUSE_LAST_BLOCK", False)
+    plain = qnets.score(docs, engine="per_query")
+    cands_plain = qnets.score_candidates(docs[:300].expand(5, -1, -1), engine="per_query")
+    monkeypatch.setattr(qnet, "FUSE_LAST_BLOCK", True)
+    fused = qnets.score(docs, engine="per_query")
+    assert torch.allclose(fused, plain, atol=2e-5, rtol=1e-5)
+    assert torch.allclose(qnets.score_candidates(docs[:300].expand(5, -1, -1), engine="per_query"), cands_plain,
+                          atol=2e-5, rtol=1e-5)

@@ -48,6 +48,10 @@ PARALLEL_QUERIES = True
 # (benchmarks/bench_qnet.py --engine, docs/speed.md).
 DEFAULT_ENGINE = "batched"
 SEARCH_ENGINE = "per_query"
+# per_query engine: fold the last block's layer norm, residual and final product into one reduction.
+FUSE_LAST_BLOCK = True
+# Fused layer norm: rows whose variance is below this fraction of their squared mean use the plain layer norm.
+FUSED_VAR_MIN = 1e-2
 _POOL_LOCK = threading.Lock()
 _POOLS: dict = {}
 
@@ -237,28 +241,55 @@ class QNetBatch:
             x = self._block(j, h, x)
         return torch.bmm(x, self.weights[-1]).squeeze(-1)
 
+    def _needs_fp32_input(self) -> bool:
+        """Whether the fused last block reads the (bf16) input again in fp32: one block, residual on it."""
+        spec = self.spec
+        return (FUSE_LAST_BLOCK and self.compute_dtype != torch.float32 and len(self.weights) == 2
+                and spec.residual_at(0) and spec.do_layer_norm and spec.layer_norm_before_residual)
+
     def chunk_rows(self) -> int:
         """Rows scored per q-net call in the inference fast path."""
         return max(64, CHUNK_ELEMENTS // max(self.spec.vector_dimensions))
 
-    def _score_rows(self, i: int, x: torch.Tensor) -> torch.Tensor:
+    def _score_rows(self, i: int, x: torch.Tensor, x_fp32: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Inference fast path: q-net ``i`` on contiguous rows ``x`` (M, d) in compute dtype -> (M,) fp32.
 
         Same maths as :meth:`forward` but with 2-D products, the bias folded into the fp32 product,
         and in-place activation and residual, so that each step touches one cache-resident buffer.
+        With ``FUSE_LAST_BLOCK`` the last block's layer norm, residual and final product become one
+        reduction: ``w . (LN(y) + h) = (y . w - mean(y) sum(w)) / sqrt(var(y) + eps) + h . w``, so the
+        normalised activations are never written.  ``x_fp32``: ``x`` in fp32 when the caller has it.
         """
         spec, cdt = self.spec, self.compute_dtype
         act = _INPLACE_ACTIVATIONS.get(spec.activation)
         h = x
+        last = len(self.weights) - 2
         for j in range(len(self.weights) - 1):
             w, b = self.weights[j][i], self.biases[j][i]
             inp = h if h.dtype == cdt else h.to(cdt)
             if cdt == torch.float32:
                 y = torch.addmm(b, inp, w)
-            else:  # bf16 product, fp32 bias: promotion makes the sum fp32 in one pass
-                y = torch.mm(inp, w) + b
+            else:  # bf16 product, fp32 bias (an explicit fp32 copy + in-place add: a mixed-dtype add is 2x slower)
+                y = torch.mm(inp, w).float().add_(b)
             y = act(y) if act is not None else self._act(y)
             residual = spec.residual_at(j)
+            if j == last and FUSE_LAST_BLOCK and spec.do_layer_norm and (spec.layer_norm_before_residual
+                                                                         or not residual):
+                w_out = self.weights[-1][i][:, 0]
+                width = y.shape[1]
+                mean = y.sum(1).div_(width)
+                # var = E[y^2] - mean^2 (vector_norm and mv are single fast passes; torch.var_mean is not);
+                # rows where that difference would lose precision are redone with the plain layer norm
+                var = torch.linalg.vector_norm(y, dim=1).square_().div_(width).sub_(mean * mean)
+                score = (torch.mv(y, w_out) - mean * w_out.sum()) * torch.rsqrt(var.clamp(min=0) + LAYER_NORM_EPS)
+                unstable = var < FUSED_VAR_MIN * mean * mean
+                if bool(unstable.any()):
+                    rows = unstable.nonzero().squeeze(1)
+                    score[rows] = torch.mv(F.layer_norm(y[rows], (width,), eps=LAYER_NORM_EPS), w_out)
+                if residual:
+                    source = x_fp32 if (j == 0 and x_fp32 is not None) else h
+                    score += torch.mv(source if source.dtype == torch.float32 else source.float(), w_out)
+                return score
             if spec.do_layer_norm and (spec.layer_norm_before_residual or not residual):
                 y = F.layer_norm(y, y.shape[-1:], eps=LAYER_NORM_EPS)
             if residual:
@@ -302,11 +333,14 @@ class QNetBatch:
             return out
         step = self.chunk_rows()
 
+        share = self._needs_fp32_input()
+
         def work(queries):
             for start in range(0, n, step):  # a cache-sized chunk of documents, then every query on it
                 chunk = docs[start:start + step]
+                chunk_fp32 = chunk.float() if share else None
                 for i in queries:
-                    out[i, start:start + step] = self._score_rows(i, chunk)
+                    out[i, start:start + step] = self._score_rows(i, chunk, chunk_fp32)
         _run_over_queries(q, work)
         return out
 
