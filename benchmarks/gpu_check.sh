@@ -34,10 +34,10 @@ fi
 log "1/3 q-net exact scoring vs GEMM peak on cuda"
 timeout 150 $PY benchmarks/bench_qnet.py --device cuda --queries 32 --repeats 3 --json "$OUT/bench_qnet_cuda.json" \
   2>&1 | tee "$OUT/bench_qnet_cuda.txt"
-log "2/3 ANN correctness on cuda (graph = exact with a complete graph; ivf with all lists = exact)"
+log "2/3 ANN correctness on cuda (graph = exact with a complete graph; ivf with all lists = exact; surrogate with all candidates = exact)"
 timeout 60 $PY - <<'PY' 2>&1 | tee "$OUT/ann_cuda_check.txt"
 import numpy as np, torch
-from pyserini_hypencoder.ann import build_graph, build_ivf, graph_search, ivf_search
+from pyserini_hypencoder.ann import build_graph, build_ivf, graph_search, ivf_search, surrogate_search
 from pyserini_hypencoder.model.qnet import QNetBatch, QNetSpec
 from pyserini_hypencoder.search.exact import exact_search
 g = torch.Generator().manual_seed(0)
@@ -53,7 +53,10 @@ for dtype in (torch.float32, torch.bfloat16):
                           entry_points=3, n_candidates=300, max_iter=3, early_stop=False)
     iv = build_ivf(x, nlist=8, progress=False)
     is_, ir = ivf_search(q, None, 20, ivf=iv, vectors=xt, nprobe=8)
-    print(dtype, "graph==exact", torch.equal(gr, er), "ivf==exact", torch.equal(ir, er))
+    ss, sr = surrogate_search(q, None, 20, vectors=xt, candidates=300)
+    s2, sr2 = surrogate_search(q, None, 20, vectors=xt, candidates=60, anchors=64)  # the inner-product path
+    print(dtype, "graph==exact", torch.equal(gr, er), "ivf==exact", torch.equal(ir, er),
+          "surrogate(all)==exact", torch.equal(sr, er), "surrogate(60) shape", tuple(sr2.shape))
 PY
 log "3/3 reduced ANN benchmark on cuda (random data)"
 timeout 90 $PY benchmarks/bench_ann.py --quick --device cuda --json "$OUT/bench_ann_quick_cuda.json" 2>&1 | tee "$OUT/bench_ann_quick_cuda.txt"
