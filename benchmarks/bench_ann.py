@@ -28,16 +28,14 @@ import numpy as np
 import torch
 
 from pyserini_hypencoder.ann import build_graph, build_ivf, graph_search, ivf_search, surrogate_search
-from pyserini_hypencoder.model.qnet import QNetBatch, QNetSpec
+from pyserini_hypencoder.model.qnet import QNetBatch
 from pyserini_hypencoder.search.exact import exact_search
+
+from bench_qnet import random_qnets, sync  # the same random q-nets and device sync as the q-net benchmark
+
 
 def peak_rss_mb(who=resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
-
-
-def sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 # -- methods -------------------------------------------------------------------------------------------
@@ -151,13 +149,6 @@ def print_row(row):
 
 
 # -- data ----------------------------------------------------------------------------------------------
-def random_qnets(dims, q, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    w = [torch.randn(q, dims[i], dims[i + 1], generator=g) / dims[i] ** 0.5 for i in range(len(dims) - 1)]
-    b = [torch.randn(q, 1, dims[i + 1], generator=g) * 0.1 for i in range(len(dims) - 2)]
-    return QNetBatch(w, b, QNetSpec(tuple(dims)))
-
-
 def read_topics(path, limit=None):
     qids, texts = [], []
     with open(path, encoding="utf-8") as f:

@@ -49,7 +49,7 @@ def default_model_shape() -> list:
         return DEFAULT_FALLBACK
 
 
-def random_qnets(dims, q, dtype, device, seed=0) -> QNetBatch:
+def random_qnets(dims, q, dtype=torch.float32, device="cpu", seed=0) -> QNetBatch:
     g = torch.Generator().manual_seed(seed)
     w = [torch.randn(q, dims[i], dims[i + 1], generator=g) / dims[i] ** 0.5 for i in range(len(dims) - 1)]
     b = [torch.randn(q, 1, dims[i + 1], generator=g) * 0.1 for i in range(len(dims) - 2)]
@@ -101,15 +101,19 @@ def gemm_peak(dtype, device, quick: bool, repeats: int) -> float:
     return best
 
 
-def one_query_at_a_time(qnets: QNetBatch, docs: torch.Tensor, k: int):
-    """The reference's method: per query, per slice of 100,000 documents, a plain forward and a top-k."""
+def one_query_at_a_time(qnets: QNetBatch, docs: torch.Tensor, k: int, *, all_in_dtype: bool = False):
+    """The reference's method: per query, per slice of 100,000 documents, a plain forward and a top-k, then a
+    merge.  ``all_in_dtype``: as the original code runs it, model and embeddings cast together to the documents'
+    dtype, so layer norm, residual and the final product run in that dtype too (spec 4.2); otherwise the
+    plugin's plain ``forward`` (fp32 layer norm and last layer)."""
     out = []
     with torch.no_grad():
         for i in range(len(qnets)):
             qnet = qnets[i]
+            forward = (lambda x: _forward_all_in(qnet, x)) if all_in_dtype else qnet.forward
             best = []
             for start in range(0, docs.shape[0], BASELINE_SLICE):
-                scores = qnet.forward(docs[start:start + BASELINE_SLICE].unsqueeze(0))[0]
+                scores = forward(docs[start:start + BASELINE_SLICE].unsqueeze(0))[0]
                 top = torch.topk(scores, min(k, scores.shape[0]))
                 best.append((top.values, top.indices + start))
             values = torch.cat([b[0] for b in best])
@@ -117,32 +121,18 @@ def one_query_at_a_time(qnets: QNetBatch, docs: torch.Tensor, k: int):
     return out
 
 
-def reference_precision(qnets: QNetBatch, docs: torch.Tensor, k: int):
-    """The reference's method as the original code runs it: per query, per 100,000-document slice, a batched
-    (bmm) forward with the model and the embeddings cast together to one dtype (layer norm, residual and the
-    final product in that dtype too, spec 4.2), then a top-k per slice and a merge."""
+def _forward_all_in(qnet: QNetBatch, x: torch.Tensor) -> torch.Tensor:
+    """One q-net's forward with every tensor in ``x``'s dtype: (1, M, d) -> (1, M)."""
     import torch.nn.functional as F
-    dtype = docs.dtype
-    spec = qnets.spec
-    out = []
-    with torch.no_grad():
-        for i in range(len(qnets)):
-            weights = [w[i:i + 1].to(dtype) for w in qnets.weights]
-            biases = [b[i:i + 1].to(dtype) for b in qnets.biases]
-            best = []
-            for start in range(0, docs.shape[0], BASELINE_SLICE):
-                h = docs[start:start + BASELINE_SLICE].unsqueeze(0)
-                for j in range(len(weights) - 1):
-                    y = torch.relu(torch.bmm(h, weights[j]) + biases[j])
-                    if spec.do_layer_norm:
-                        y = F.layer_norm(y, y.shape[-1:])
-                    h = y + h if spec.residual_at(j) else y
-                scores = torch.bmm(h, weights[-1])[0, :, 0]
-                top = torch.topk(scores, min(k, scores.shape[0]))
-                best.append((top.values, top.indices + start))
-            values = torch.cat([b[0] for b in best])
-            out.append(torch.topk(values, min(k, values.shape[0])).values)
-    return out
+    weights = [w.to(x.dtype) for w in qnet.weights]
+    biases = [b.to(x.dtype) for b in qnet.biases]
+    h = x
+    for j in range(len(weights) - 1):
+        y = torch.relu(torch.bmm(h, weights[j]) + biases[j])
+        if qnet.spec.do_layer_norm:
+            y = F.layer_norm(y, y.shape[-1:])
+        h = y + h if qnet.spec.residual_at(j) else y
+    return torch.bmm(h, weights[-1])[:, :, 0]
 
 
 def run(args) -> dict:
@@ -167,7 +157,8 @@ def run(args) -> dict:
             plugin = best_time(lambda: exact_search(qnets, x, args.k, engine=args.engine), args.repeats, device)
             baseline = best_time(lambda: one_query_at_a_time(qnets, x, args.k), args.repeats, device)
             reference = (baseline if name == "fp32" else
-                         best_time(lambda: reference_precision(qnets, x, args.k), args.repeats, device))
+                         best_time(lambda: one_query_at_a_time(qnets, x, args.k, all_in_dtype=True), args.repeats,
+                                   device))
             # the peak again, right after, so that load from other processes affects both alike
             peak = max(results["peak"][name], gemm_peak(dtype, device, True, args.repeats))
             results["peak"][name] = peak

@@ -6,7 +6,33 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
+
+
+def _normal_mode(path, mode: int) -> None:
+    """``mkstemp``/``mkdtemp`` create private entries; give the result the permissions of any new one."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; it becomes ``path`` only when the block succeeds."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: output is a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
+            yield f
+        _normal_mode(tmp, 0o666)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 @contextlib.contextmanager
@@ -15,9 +41,7 @@ def atomic_directory(out_dir) -> Iterator[Path]:
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result should look like any new directory
+    _normal_mode(tmp, 0o777)
     try:
         yield tmp
         if out.exists():

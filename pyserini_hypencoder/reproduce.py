@@ -13,7 +13,6 @@ Every command is logged before it runs, so the output doubles as a recipe.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os

@@ -14,10 +14,11 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple, Union
+
+from ._fsutil import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -257,22 +258,9 @@ def format_run_lines(qid: str, hits: Hits, *, output_format: str = "trec", tag: 
             yield f"{qid}\t{docid}\t{rank}\n"
 
 
-@contextlib.contextmanager
 def atomic_output(path: Union[str, os.PathLike], mode: str = "w"):
     """Open a temporary file beside ``path``; rename it to ``path`` only when the block succeeds."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: output is a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    return atomic_file(path, mode)
 
 
 def write_run(path: Union[str, os.PathLike], results: Mapping[str, Hits], *, output_format: str = "trec",

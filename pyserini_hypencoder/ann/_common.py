@@ -1,9 +1,6 @@
 """Shared pieces of the approximate searches: vector access, padded candidate scoring, structure files."""
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Tuple
 
@@ -11,26 +8,11 @@ import numpy as np
 import torch
 
 from ..model.qnet import SEARCH_ENGINE, QNetBatch
+from ..search.exact import num_rows, read_block
 
 # Bytes of gathered candidate vectors scored at once (the rest is chunked over queries).
 GATHER_BUDGET = 256 * 2 ** 20
 _CACHE_ATTR = "_hypencoder_ann_cache"
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int, device):
-    """Run the block with ``threads`` torch CPU threads (no-op off the CPU).  The many small bookkeeping ops
-    of a search run single-threaded: an OpenMP region per small op costs more than it saves, and a scheduler
-    time slice whenever another process holds a core."""
-    if torch.device(device).type != "cpu" or threads == torch.get_num_threads():
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def add_command(structure: str) -> str:
@@ -50,17 +32,10 @@ def index_path(index) -> Path:
     return Path(path)
 
 
-def num_docs(vectors) -> int:
-    return int(vectors.num_docs) if hasattr(vectors, "num_docs") else int(vectors.shape[0])
-
-
 def full_matrix(vectors, device, dtype) -> torch.Tensor:
     """All rows of an index/array/tensor as one (N, d) tensor; cached on a DenseIndex per device and dtype."""
-    if isinstance(vectors, torch.Tensor):
-        return vectors.to(device=device, dtype=dtype)
-    if isinstance(vectors, np.ndarray):
-        from ..search.exact import to_tensor
-        return to_tensor(vectors, device, dtype)
+    if not hasattr(vectors, "block"):  # an array or tensor: nothing to cache
+        return read_block(vectors, 0, num_rows(vectors), device, dtype)
     cache = getattr(vectors, _CACHE_ATTR, None)
     if cache is None:
         cache = {}
@@ -71,7 +46,7 @@ def full_matrix(vectors, device, dtype) -> torch.Tensor:
     key = (str(torch.device(device)), dtype)
     if key not in cache:
         cache.clear()  # keep one copy in memory
-        cache[key] = vectors.block(0, num_docs(vectors), device=device, dtype=dtype)
+        cache[key] = read_block(vectors, 0, num_rows(vectors), device, dtype)
     return cache[key]
 
 
@@ -131,34 +106,11 @@ def unique_rows(rows: torch.Tensor) -> torch.Tensor:
     return rows.masked_fill(~keep, -1)
 
 
-def save_array_atomic(path: Path, save) -> None:
-    """Write a file through ``save(binary_file)`` to a temporary name beside ``path``, then rename it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            save(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def record_structure(index, name: str, info: dict) -> None:
-    """Record a structure under meta.json "structures" (atomically)."""
-    if hasattr(index, "record_structure"):
-        index.record_structure(name, info)
-        return
-    from ..index._format import write_json_atomic, META_FILE  # fallback for indexes without the method
-    meta = dict(index.meta)
-    structures = dict(meta.get("structures") or {})
-    structures[name] = info
-    meta["structures"] = structures
-    write_json_atomic(Path(index.path) / META_FILE, meta)
-    index.meta = meta
+def numpy_reader(vectors):
+    """``(read(start, stop) -> float32 ndarray, dimension)`` for an index, array or tensor (for FAISS builds)."""
+    if hasattr(vectors, "block"):
+        return (lambda a, b: vectors.block(a, b).numpy()), int(vectors.dimension)
+    return (lambda a, b: np.ascontiguousarray(vectors[a:b], dtype=np.float32)), int(vectors.shape[1])
 
 
 def has_structure(index, name: str, default_file: str) -> bool:

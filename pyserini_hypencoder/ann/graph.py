@@ -19,8 +19,11 @@ import torch
 from tqdm import tqdm
 
 from ..model.qnet import SEARCH_ENGINE, QNetBatch
-from ._common import (compact_rows, finish, full_matrix, has_structure, index_path, missing_structure, num_docs,
-                      record_structure, save_array_atomic, score_rows, topk_padded, torch_threads, unique_rows)
+from .._fsutil import atomic_file
+from .._threads import torch_threads
+from ..search.exact import num_rows
+from ._common import (compact_rows, finish, full_matrix, has_structure, index_path, missing_structure, numpy_reader,
+                      score_rows, topk_padded, unique_rows)
 
 logger = logging.getLogger(__name__)
 
@@ -56,16 +59,14 @@ def build_graph(vectors, *, neighbours: int = 100, method: str = "auto", batch_s
 
     if isinstance(vectors, torch.Tensor):
         vectors = vectors.float().cpu().numpy()
-    n = num_docs(vectors)
+    n = num_rows(vectors)
     if neighbours <= 0:
         raise ValueError(f"neighbours must be positive, got {neighbours}")
     method = "exact" if method == "auto" and n <= EXACT_MAX_DOCS else ("ivf" if method == "auto" else method)
     if method not in ("exact", "ivf", "hnsw"):
         raise ValueError(f"unknown graph method {method!r}; expected auto, exact, ivf or hnsw")
     k = min(neighbours, max(n - 1, 0))
-    d = vectors.dimension if hasattr(vectors, "dimension") else vectors.shape[1]
-    read = (lambda a, b: vectors.block(a, b).numpy()) if hasattr(vectors, "block") else \
-        (lambda a, b: np.ascontiguousarray(vectors[a:b], dtype=np.float32))
+    read, d = numpy_reader(vectors)
     graph = np.full((n, neighbours), -1, dtype=np.int32)
     if k == 0:
         return graph
@@ -143,7 +144,8 @@ def add_graph(index, *, neighbours: int = 100, method: str = "auto", **build_opt
             reuse = load_ivf(index)
             logger.info("graph: reusing the index's IVF partition (%d lists)", len(reuse["centroids"]))
     graph = build_graph(index, neighbours=neighbours, method=method, ivf=reuse, **build_options)
-    save_array_atomic(path / GRAPH_FILE, lambda f: np.save(f, graph))
+    with atomic_file(path / GRAPH_FILE, "wb") as f:
+        np.save(f, graph)
     relevant = {"exact": (), "ivf": ("nlist", "nprobe", "train_size", "seed"),
                 "hnsw": ("hnsw_m", "ef_construction", "ef_search")}[resolved]
     info = {"file": GRAPH_FILE, "neighbours": int(graph.shape[1]), "metric": "l2", "method": resolved,
@@ -151,7 +153,7 @@ def add_graph(index, *, neighbours: int = 100, method: str = "auto", **build_opt
             **{k: v for k, v in build_options.items() if k in relevant and v is not None}}
     if reuse is not None:
         info["nlist"] = int(len(reuse["centroids"]))
-    record_structure(index, "graph", info)
+    index.record_structure("graph", info)
     return info
 
 

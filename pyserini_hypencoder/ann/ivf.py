@@ -14,8 +14,10 @@ import torch
 from tqdm import tqdm
 
 from ..model.qnet import SEARCH_ENGINE, QNetBatch
-from ._common import (finish, full_matrix, has_structure, index_path, missing_structure, num_docs, record_structure,
-                      save_array_atomic, score_rows, topk_padded)
+from .._fsutil import atomic_file
+from ..search.exact import num_rows
+from ._common import (finish, full_matrix, has_structure, index_path, missing_structure, numpy_reader, score_rows,
+                      topk_padded)
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +41,13 @@ def build_ivf(vectors, *, nlist: Optional[int] = None, niter: int = 20, train_si
 
     if isinstance(vectors, torch.Tensor):
         vectors = vectors.float().cpu().numpy()
-    n = num_docs(vectors)
+    n = num_rows(vectors)
     if n == 0:
         raise ValueError("cannot partition an empty index")
     nlist = int(nlist or default_nlist(n))
     if not 1 <= nlist <= n:
         raise ValueError(f"nlist must lie in [1, {n}] for {n} documents, got {nlist}")
-    d = vectors.dimension if hasattr(vectors, "dimension") else vectors.shape[1]
-    read = (lambda a, b: vectors.block(a, b).numpy()) if hasattr(vectors, "block") else \
-        (lambda a, b: np.ascontiguousarray(vectors[a:b], dtype=np.float32))
+    read, d = numpy_reader(vectors)
     start_time = time.time()
     rng = np.random.default_rng(seed)
     sample_rows = np.sort(rng.choice(n, size=min(n, train_size), replace=False))
@@ -87,10 +87,11 @@ def add_ivf(index, *, nlist: Optional[int] = None, **build_options) -> dict:
     """Build the IVF partition of a DenseIndex, write ``ivf.npz`` atomically and record it in meta.json."""
     path = index_path(index)
     ivf = build_ivf(index, nlist=nlist, **build_options)
-    save_array_atomic(path / IVF_FILE, lambda f: np.savez(f, **ivf))
+    with atomic_file(path / IVF_FILE, "wb") as f:
+        np.savez(f, **ivf)
     info = {"file": IVF_FILE, "nlist": int(len(ivf["centroids"])), "metric": "l2", "num_docs": int(index.num_docs),
             **{k: v for k, v in build_options.items() if k != "progress" and v is not None}}
-    record_structure(index, "ivf", info)
+    index.record_structure("ivf", info)
     return info
 
 

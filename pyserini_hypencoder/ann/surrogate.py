@@ -9,13 +9,11 @@ Needs no structure beyond the vectors.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 
 from ..model.qnet import SEARCH_ENGINE, QNetBatch
-from ..search.exact import merge_topk
+from ..search.exact import blocked_topk, exact_search
 from ._common import finish, full_matrix, score_rows, topk_padded
 
 DEFAULTS = dict(candidates=1000, anchors=256, anchor_top=32, seed=0)
@@ -48,16 +46,9 @@ def surrogate_vectors(qnets: QNetBatch, anchors: torch.Tensor, anchor_top: int) 
 @torch.no_grad()
 def inner_product_topk(matrix: torch.Tensor, queries: torch.Tensor, m: int) -> torch.Tensor:
     """Rows of the ``m`` largest ``queries @ matrix.T`` per query -> (Q, m) int64, scanned in blocks."""
-    q, n = queries.shape[0], matrix.shape[0]
     w = queries.to(matrix.dtype).T.contiguous()  # (d, Q)
-    best_scores = torch.empty(q, 0, device=matrix.device)
-    best_rows = torch.empty(q, 0, dtype=torch.long, device=matrix.device)
-    for start in range(0, n, IP_BLOCK):
-        stop = min(n, start + IP_BLOCK)
-        scores = (matrix[start:stop] @ w).float().T  # (Q, block)
-        rows = torch.arange(start, stop, device=matrix.device).expand(q, -1)
-        best_scores, best_rows = merge_topk(best_scores, best_rows, scores, rows, m)
-    return best_rows
+    return blocked_topk(lambda start, stop: (matrix[start:stop] @ w).float().T, matrix.shape[0], queries.shape[0],
+                        m, IP_BLOCK, matrix.device)[1]
 
 
 @torch.no_grad()
@@ -78,15 +69,14 @@ def surrogate_search(qnets: QNetBatch, index, k: int, *, candidates: int = DEFAU
     matrix = full_matrix(vectors if vectors is not None else index, qnets.device, qnets.compute_dtype)
     n = matrix.shape[0]
     m = min(n, max(int(candidates), k))
-    if m >= n:  # every document is a candidate: exact scoring, no surrogate needed
-        pool = torch.arange(n, device=matrix.device).expand(len(qnets), -1).contiguous()
-        used_anchors = 0
+    if m >= n:  # every document is a candidate: exact search, no surrogate needed
+        scores, top_rows = exact_search(qnets, matrix, k)
+        scored = n
     else:
         rows = torch.as_tensor(anchor_rows(n, anchors, seed), device=matrix.device)
-        used_anchors = int(rows.numel())
         pool = inner_product_topk(matrix, surrogate_vectors(qnets, matrix[rows], anchor_top), m)
-    scores, top_rows = topk_padded(score_rows(qnets, matrix, pool), pool, k)
-    scores, top_rows = finish(scores, top_rows, k, n)
+        scores, top_rows = finish(*topk_padded(score_rows(qnets, matrix, pool), pool, k), k, n)
+        scored = m + int(rows.numel())
     if return_stats:
-        return scores, top_rows, torch.full((len(qnets),), pool.shape[1] + used_anchors, device=matrix.device)
+        return scores, top_rows, torch.full((len(qnets),), scored, device=matrix.device)
     return scores, top_rows

@@ -93,11 +93,12 @@ class Hypencoder(nn.Module):
         states = self.query_states(input_ids, attention_mask, bf16)
         return self.qnets_from_states(states, attention_mask, bf16, detach)
 
-    def encode_passages(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, bf16: bool = False) -> torch.Tensor:
-        """Passage vectors (N, h) in float32."""
+    def encode_passages(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, bf16: bool = False,
+                        pooling: Optional[str] = None) -> torch.Tensor:
+        """Passage vectors (N, h) in float32 (``pooling``: the model's unless given)."""
         with autocast(bf16, input_ids.device):
             states = self.passage_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return pool(states.float(), attention_mask, self.pooling)
+        return pool(states.float(), attention_mask, pooling or self.pooling)
 
     # -- persistence (see checkpoint.py) -------------------------------------
     @classmethod

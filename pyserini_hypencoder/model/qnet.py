@@ -241,11 +241,16 @@ class QNetBatch:
             x = self._block(j, h, x)
         return torch.bmm(x, self.weights[-1]).squeeze(-1)
 
+    def _fuses_last_block(self) -> bool:
+        """Whether the per_query engine folds the last block's layer norm, residual and final product together
+        (needs the layer norm to come before the residual, or no residual)."""
+        spec, last = self.spec, len(self.weights) - 2
+        return FUSE_LAST_BLOCK and spec.do_layer_norm and (spec.layer_norm_before_residual or not spec.residual_at(last))
+
     def _needs_fp32_input(self) -> bool:
         """Whether the fused last block reads the (bf16) input again in fp32: one block, residual on it."""
-        spec = self.spec
-        return (FUSE_LAST_BLOCK and self.compute_dtype != torch.float32 and len(self.weights) == 2
-                and spec.residual_at(0) and spec.do_layer_norm and spec.layer_norm_before_residual)
+        return (self._fuses_last_block() and self.compute_dtype != torch.float32 and len(self.weights) == 2
+                and self.spec.residual_at(0))
 
     def chunk_rows(self) -> int:
         """Rows scored per q-net call in the inference fast path."""
@@ -263,7 +268,7 @@ class QNetBatch:
         spec, cdt = self.spec, self.compute_dtype
         act = _INPLACE_ACTIVATIONS.get(spec.activation)
         h = x
-        last = len(self.weights) - 2
+        fused = len(self.weights) - 2 if self._fuses_last_block() else -1
         for j in range(len(self.weights) - 1):
             w, b = self.weights[j][i], self.biases[j][i]
             inp = h if h.dtype == cdt else h.to(cdt)
@@ -273,8 +278,7 @@ class QNetBatch:
                 y = torch.mm(inp, w).float().add_(b)
             y = act(y) if act is not None else self._act(y)
             residual = spec.residual_at(j)
-            if j == last and FUSE_LAST_BLOCK and spec.do_layer_norm and (spec.layer_norm_before_residual
-                                                                         or not residual):
+            if j == fused:
                 w_out = self.weights[-1][i][:, 0]
                 width = y.shape[1]
                 mean = y.sum(1).div_(width)

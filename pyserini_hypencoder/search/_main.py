@@ -92,14 +92,9 @@ def _check_args(args) -> None:
             raise ValueError("--corpus/--lucene-index are for reranking (--rerank RUN)")
     elif args.search != "exact" or search_params(args):
         raise ValueError("--search and its parameters apply to full search, not to --rerank")
-    graph_only = [f for f in ("entry_points", "n_candidates", "max_iter", "early_stop", "variant")
-                  if getattr(args, f) is not None]
-    if args.search != "graph" and graph_only:
-        raise ValueError(f"--{graph_only[0].replace('_', '-')} applies to --search graph")
-    if args.search != "ivf" and args.nprobe is not None:
-        raise ValueError("--nprobe applies to --search ivf")
-    if args.search != "surrogate" and args.candidates is not None:
-        raise ValueError("--candidates applies to --search surrogate")
+    for dest, method in ANN_FLAGS.items():
+        if getattr(args, dest) is not None and args.search != method:
+            raise ValueError(f"--{dest.replace('_', '-')} applies to --search {method}")
     if args.search == "exact" and args.search_param:
         raise ValueError("--search-param applies to --search graph, ivf or surrogate")
     if args.corpus and args.lucene_index:
@@ -112,7 +107,9 @@ def _check_args(args) -> None:
         raise IsADirectoryError(f"{args.output}: output is a directory")
 
 
-ANN_FLAGS = ("entry_points", "n_candidates", "max_iter", "early_stop", "variant", "nprobe", "candidates")
+# The approximate-search flags (argparse dest) and the --search method each belongs to.
+ANN_FLAGS = {"entry_points": "graph", "n_candidates": "graph", "max_iter": "graph", "early_stop": "graph",
+             "variant": "graph", "nprobe": "ivf", "candidates": "surrogate"}
 
 
 def search_params(args) -> dict:

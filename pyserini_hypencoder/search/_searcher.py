@@ -1,7 +1,6 @@
 """HypencoderSearcher: Pyserini's ``FaissSearcher`` interface over q-net scoring of an index directory."""
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -9,6 +8,7 @@ import numpy as np
 import torch
 from pyserini.search.faiss import DenseSearchResult
 
+from .._threads import torch_threads as scoped_threads
 from ..index import DenseIndex
 from ..model.qnet import QNetBatch
 from .exact import exact_search
@@ -20,19 +20,10 @@ SEARCH_MODES = ("exact", "graph", "ivf", "surrogate")
 QUERY_CHUNK = 64
 
 
-@contextlib.contextmanager
 def torch_threads(threads: Optional[int]):
     """Use ``threads`` torch CPU threads inside the block.  ``None`` or 1 (Pyserini's default) keeps the process
     setting (``torch.set_num_threads``, the CLIs' ``--threads``), so the default never slows a search down."""
-    if not threads or threads <= 1:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return scoped_threads(threads if threads and threads > 1 else None)
 
 
 def _encoder_identity(encoder) -> Tuple[Optional[str], Optional[str]]:

@@ -1,7 +1,7 @@
 """Exact q-net search: every document scored by every q-net, in blocks, with a running top-k."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -52,21 +52,26 @@ def merge_topk(scores: torch.Tensor, rows: torch.Tensor, new_scores: torch.Tenso
     return top, torch.gather(all_rows, 1, idx)
 
 
+def blocked_topk(score_block: Callable[[int, int], torch.Tensor], n: int, q: int, k: int, block: int,
+                 device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Running top-k over rows ``[0, n)`` scored ``block`` at a time by ``score_block(start, stop)`` -> (Q, stop -
+    start) -> (scores (Q, k'), rows (Q, k')), k' = min(k, n), best first."""
+    best_scores = torch.empty(q, 0, device=device)
+    best_rows = torch.empty(q, 0, dtype=torch.long, device=device)
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        rows = torch.arange(start, stop, device=device).expand(q, -1)
+        best_scores, best_rows = merge_topk(best_scores, best_rows, score_block(start, stop), rows, k)
+    return best_scores, best_rows
+
+
 @torch.no_grad()
 def exact_search(qnets: QNetBatch, vectors, k: int, *, block_size: Optional[int] = None,
                  engine: str = SEARCH_ENGINE) -> Tuple[torch.Tensor, torch.Tensor]:
     """Top-k rows per q-net over all ``vectors`` -> (scores (Q, k'), rows (Q, k')), k' = min(k, N), best first."""
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
-    n, q = num_rows(vectors), len(qnets)
     device = qnets.device
-    block = int(block_size or default_block_size(qnets, engine))
-    best_scores = torch.empty(q, 0, device=device)
-    best_rows = torch.empty(q, 0, dtype=torch.long, device=device)
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        docs = read_block(vectors, start, stop, device, qnets.compute_dtype)
-        scores = qnets.score(docs, engine=engine)
-        rows = torch.arange(start, stop, device=device).expand(q, -1)
-        best_scores, best_rows = merge_topk(best_scores, best_rows, scores, rows, k)
-    return best_scores, best_rows
+    return blocked_topk(
+        lambda start, stop: qnets.score(read_block(vectors, start, stop, device, qnets.compute_dtype), engine=engine),
+        num_rows(vectors), len(qnets), k, int(block_size or default_block_size(qnets, engine)), device)

@@ -53,8 +53,9 @@ class BiEncoder(nn.Module):
         with autocast(bf16, input_ids.device):
             return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
-    def encode_passages(self, input_ids, attention_mask, bf16: bool = False):
-        return pool(self.query_states(input_ids, attention_mask, bf16).float(), attention_mask, self.pooling)
+    def encode_passages(self, input_ids, attention_mask, bf16: bool = False, pooling: Optional[str] = None):
+        return pool(self.query_states(input_ids, attention_mask, bf16).float(), attention_mask,
+                    pooling or self.pooling)
 
     # -- scoring ------------------------------------------------------------
     def query_vectors(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -26,11 +26,6 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("PYSERINI_HYPENCODER_CACHE",
                                         Path.home() / ".cache" / "pyserini_hypencoder" / "features"))
 
 
-def backbone_fingerprint(module: torch.nn.Module) -> str:
-    """sha256 (16 hex) over the backbone's weights; cached on the module."""
-    return weights_fingerprint(module)
-
-
 def feature_key(fingerprint: str, kind: str, max_length: int, texts: Sequence[str], extra: str = "") -> str:
     digest = hashlib.sha256(f"{fingerprint}|{kind}|{max_length}|{extra}|{len(texts)}".encode())
     for text in texts:
@@ -64,16 +59,18 @@ def _batches(texts: Sequence[str], batch_size: int):
 
 @torch.no_grad()
 def passage_vectors(model: Hypencoder, texts: Sequence[str], *, max_length: int, batch_size: int = 32,
-                    cache_dir: Optional[Path] = DEFAULT_CACHE_DIR, bf16: bool = False, desc: str = "passages"
-                    ) -> torch.Tensor:
-    """Pooled passage vectors (N, h) float32 of the model's passage encoder, cached on disk."""
+                    cache_dir: Optional[Path] = DEFAULT_CACHE_DIR, bf16: bool = False, desc: str = "passages",
+                    pooling: Optional[str] = None) -> torch.Tensor:
+    """Pooled passage vectors (N, h) float32 of the model's passage encoder (``pooling``: the model's unless
+    given), cached on disk."""
     texts = [t if t else " " for t in texts]
-    if model.pooling == "mean_normalized":   # derived from the cached mean vectors
-        base = passage_vectors(_WithPooling(model, "mean"), texts, max_length=max_length, batch_size=batch_size,
-                               cache_dir=cache_dir, bf16=bf16, desc=desc)
+    pooling = pooling or model.pooling
+    if pooling == "mean_normalized":   # derived from the cached mean vectors
+        base = passage_vectors(model, texts, max_length=max_length, batch_size=batch_size, cache_dir=cache_dir,
+                               bf16=bf16, desc=desc, pooling="mean")
         return torch.nn.functional.normalize(base, dim=-1)
-    key = feature_key(backbone_fingerprint(model.passage_encoder()), "passages", max_length, texts,
-                      f"{model.pooling}|bf16={bf16}")
+    key = feature_key(weights_fingerprint(model.passage_encoder()), "passages", max_length, texts,
+                      f"{pooling}|bf16={bf16}")
     path = Path(cache_dir) / f"{key}.pt" if cache_dir else None
     if path is not None and (hit := _load(path)) is not None:
         logger.info("passage vectors from cache %s", path)
@@ -84,7 +81,8 @@ def passage_vectors(model: Hypencoder, texts: Sequence[str], *, max_length: int,
         for idx in _batches(texts, batch_size):
             batch = model.tokenizer([texts[i] for i in idx], padding="longest", truncation=True,
                                     max_length=max_length, return_tensors="pt")
-            vec = model.encode_passages(batch["input_ids"].to(device), batch["attention_mask"].to(device), bf16=bf16)
+            vec = model.encode_passages(batch["input_ids"].to(device), batch["attention_mask"].to(device), bf16=bf16,
+                                        pooling=pooling)
             out[idx] = vec.float().cpu()
             bar.update(len(idx))
     if path is not None:
@@ -96,7 +94,7 @@ def passage_vectors(model: Hypencoder, texts: Sequence[str], *, max_length: int,
 def query_states(model: Hypencoder, texts: Sequence[str], *, max_length: int, batch_size: int = 64,
                  cache_dir: Optional[Path] = DEFAULT_CACHE_DIR, bf16: bool = False, desc: str = "queries") -> dict:
     """Query token states ``{"states": (Q, n, h) float32, "mask": (Q, n) long}`` padded to the longest, cached."""
-    key = feature_key(backbone_fingerprint(model.backbone), "qstates", max_length, texts, f"bf16={bf16}")
+    key = feature_key(weights_fingerprint(model.backbone), "qstates", max_length, texts, f"bf16={bf16}")
     path = Path(cache_dir) / f"{key}.pt" if cache_dir else None
     if path is not None and (hit := _load(path)) is not None:
         logger.info("query states from cache %s", path)
@@ -115,20 +113,6 @@ def query_states(model: Hypencoder, texts: Sequence[str], *, max_length: int, ba
     if path is not None:
         _save(result, path)
     return result
-
-
-class _WithPooling:
-    """A view of a model with another pooling (for deriving normalised vectors from cached means)."""
-
-    def __init__(self, model, pooling: str):
-        self._model, self.pooling = model, pooling
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
-
-    def encode_passages(self, input_ids, attention_mask, bf16: bool = False):
-        states = self._model.passage_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return pool(states.float(), attention_mask, self.pooling)
 
 
 def mean_pool(features: dict) -> torch.Tensor:

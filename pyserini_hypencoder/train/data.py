@@ -269,20 +269,22 @@ def bm25_run(data_dir, *, split: str, work_dir, depth: int = 100, threads: int =
         _pyserini(["pyserini.index.lucene", "--collection", "JsonCollection", "--input", str(docs), "--index",
                    str(index), "--generator", "DefaultLuceneDocumentGenerator", "--threads", str(threads),
                    "--storeRaw"])
+    run = work / f"bm25-{split}-top{depth}.trec"
+    if run.exists():
+        return run
     import tempfile
-    # a neutral path: Pyserini reads any topics path containing 'cacm' or 'beir' with special readers
-    topics = Path(tempfile.mkdtemp(prefix="hypencoder-topics-")) / f"topics-{split}.tsv"
     queries = read_queries(d / "queries.jsonl")
     qrels = read_qrels(d / f"qrels/{split}.tsv")
-    with open(topics, "w", encoding="utf-8") as f:
-        for qid in qrels:
-            f.write(f"{qid}\t{' '.join(queries[qid].split())}\n")
-    run = work / f"bm25-{split}-top{depth}.trec"
-    if not run.exists():
+    # a neutral path: Pyserini reads any topics path containing 'cacm' or 'beir' with special readers
+    with tempfile.TemporaryDirectory(prefix="hypencoder-topics-") as tmp_dir:
+        topics = Path(tmp_dir) / f"topics-{split}.tsv"
+        with open(topics, "w", encoding="utf-8") as f:
+            for qid in qrels:
+                f.write(f"{qid}\t{' '.join(queries[qid].split())}\n")
         tmp = run.with_name(run.name + ".tmp")
         _pyserini(["pyserini.search.lucene", "--index", str(index), "--topics", str(topics), "--output", str(tmp),
                    "--bm25", "--hits", str(depth), "--threads", str(threads)])
-        tmp.replace(run)
+    tmp.replace(run)
     return run
 
 

@@ -53,6 +53,21 @@ def build_model(cfg: TrainConfig):
     return model
 
 
+def _start_near_linear(head, name: str):
+    """Checks shared by the warm and cosine starts, and their common first step: the hidden blocks' generated
+    weights lose their query-independent base, so ``x W_j`` starts near 0 and the residual carries the passage
+    vector to the last layer.  Returns (hidden size h, index k of the last weight)."""
+    spec = head.spec
+    if any(not spec.residual_at(j) for j in range(spec.num_layers - 1)):
+        raise ValueError(f"head_init {name!r} needs do_residual and do_residual_on_last (a residual on every block)")
+    h, k = head.hidden_size, spec.num_layers - 1
+    if spec.vector_dimensions[k] != h:
+        raise ValueError(f"head_init {name!r} needs the last q-net layer to have the backbone's width")
+    for i in range(k):
+        head.hyper_base_matrices[i].zero_()
+    return h, k
+
+
 @torch.no_grad()
 def warm_start_head(head, passage_vectors: Optional[torch.Tensor] = None, *, seed: int = 1) -> None:
     """Start the q-net as a (projected) dot product with the mean-pooled query, plus near-zero hidden layers.
@@ -64,13 +79,7 @@ def warm_start_head(head, passage_vectors: Optional[torch.Tensor] = None, *, see
     norm's scale.  ``A`` holds the top h/2 principal directions of the passage vectors (a random
     orthonormal basis without them).  Needs a residual connection on every hidden block.
     """
-    spec = head.spec
-    if any(not spec.residual_at(j) for j in range(spec.num_layers - 1)):
-        raise ValueError("head_init 'warm' needs do_residual and do_residual_on_last (a residual on every block)")
-    dims = spec.vector_dimensions
-    h, k = head.hidden_size, spec.num_layers - 1
-    if dims[k] != h:
-        raise ValueError("head_init 'warm' needs the last q-net layer to have the backbone's width")
+    h, k = _start_near_linear(head, "warm")
     if passage_vectors is not None and passage_vectors.shape[0] >= 2:
         x = passage_vectors.float() - passage_vectors.float().mean(0)
         basis = torch.linalg.svd(x, full_matrices=False).Vh
@@ -82,8 +91,6 @@ def warm_start_head(head, passage_vectors: Optional[torch.Tensor] = None, *, see
         g = torch.Generator().manual_seed(seed)
         basis = torch.linalg.qr(torch.randn(h, h, generator=g))[0].T
     a = basis[: h // 2].to(head.key_projections[k].weight.dtype)
-    for i in range(k):
-        head.hyper_base_matrices[i].zero_()
     head.key_projections[k].weight.zero_()
     head.key_projections[k].bias.zero_()
     head.value_projections[k].weight.zero_()
@@ -113,14 +120,7 @@ def cosine_start_head(head) -> None:
     fixed (:func:`fixed_parameter_names`): ``|w_last|`` stays 20, like the control's cosine with logit scale 20,
     while the value projection and biases learn.
     """
-    spec = head.spec
-    if any(not spec.residual_at(j) for j in range(spec.num_layers - 1)):
-        raise ValueError("head_init 'cosine' needs do_residual and do_residual_on_last (a residual on every block)")
-    h, k = head.hidden_size, spec.num_layers - 1
-    if spec.vector_dimensions[k] != h:
-        raise ValueError("head_init 'cosine' needs the last q-net layer to have the backbone's width")
-    for i in range(k):
-        head.hyper_base_matrices[i].zero_()
+    h, k = _start_near_linear(head, "cosine")
     eye = torch.eye(h, dtype=head.value_projections[k].weight.dtype)
     head.weight_query_embeddings[k].zero_()
     head.key_projections[k].weight.zero_()
@@ -138,9 +138,14 @@ def fixed_parameter_names(model, cfg: TrainConfig) -> set:
     if cfg.head_init != "cosine" or isinstance(model, BiEncoder):
         return set()
     k = model.spec.num_layers - 1
-    return {f"head.weight_query_embeddings.{k}", f"head.key_projections.{k}.weight", f"head.key_projections.{k}.bias",
-            f"head.weight_hyper_projection.{k}.weight", f"head.weight_hyper_projection.{k}.bias",
-            f"head.hyper_base_matrices.{k}"}
+    return _last_generator_names(k) - {f"head.value_projections.{k}.weight", f"head.value_projections.{k}.bias"}
+
+
+def _last_generator_names(k: int) -> set:
+    """Parameter names of the hyper-head parts that generate the q-net's last weight (index ``k``)."""
+    names = {f"head.{n}.{k}" for n in ("hyper_base_matrices", "weight_query_embeddings")}
+    return names | {f"head.{n}.{k}.{w}" for n in ("weight_hyper_projection", "key_projections", "value_projections")
+                    for w in ("weight", "bias")}
 
 
 def trainable_parameters(model, cfg: TrainConfig):
@@ -158,10 +163,7 @@ def parameter_groups(model, cfg: TrainConfig) -> List[dict]:
     params = trainable_parameters(model, cfg)
     if isinstance(model, BiEncoder) or (cfg.hidden_lr_scale == 1.0 and cfg.hidden_parts == "all"):
         return [{"params": params, "lr": cfg.lr}]
-    k = model.spec.num_layers - 1
-    last = {f"head.{n}.{k}" for n in ("hyper_base_matrices", "weight_query_embeddings")}
-    last |= {f"head.{n}.{k}.{w}" for n in ("weight_hyper_projection", "key_projections", "value_projections")
-             for w in ("weight", "bias")}
+    last = _last_generator_names(model.spec.num_layers - 1)
     main, hidden = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
