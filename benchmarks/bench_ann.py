@@ -5,6 +5,8 @@ memory.
     python benchmarks/bench_ann.py real --index DIR --encoder MODEL --topics TSV [--qrels TXT] --json OUT
     python benchmarks/bench_ann.py scale --index DIR --encoder MODEL --topics TSV --num-docs 1000000 \\
         --work DIR --json OUT                                               # vectors drawn like the index's
+    python benchmarks/bench_ann.py scale --index DIR --random-qnets published --num-queries 32 ...
+        # the published 6x768 shape: random q-nets, the index's vectors lifted to 768-d
     python benchmarks/bench_ann.py plot RESULT.json ... --png docs/ann_recall_latency.png
     python benchmarks/bench_ann.py table RESULT.json ...                  # markdown table
 
@@ -31,7 +33,7 @@ from pyserini_hypencoder.ann import build_graph, build_ivf, graph_search, ivf_se
 from pyserini_hypencoder.model.qnet import QNetBatch
 from pyserini_hypencoder.search.exact import exact_search
 
-from bench_qnet import random_qnets, sync  # the same random q-nets and device sync as the q-net benchmark
+from bench_qnet import PUBLISHED, random_qnets, sync  # the q-net benchmark's random q-nets and device sync
 
 
 def peak_rss_mb(who=resource.RUSAGE_SELF) -> float:
@@ -244,23 +246,60 @@ def load_configs(path):
     return [(c["method"], c["params"]) for c in json.loads(Path(path).read_text())]
 
 
+# Runs the index CLI, then writes the child's own peak RSS (VmHWM: this process image only; ``ru_maxrss`` of a
+# child also counts the parent's resident memory at fork) to the file named by argv[1].
+_CHILD = """
+import re, runpy, sys
+out, sys.argv = sys.argv[1], ["pyserini_hypencoder.index"] + sys.argv[2:]
+try:
+    runpy.run_module("pyserini_hypencoder.index", run_name="__main__")
+finally:
+    status = open("/proc/self/status").read()
+    open(out, "w").write(re.search(r"VmHWM:\\s*(\\d+)", status).group(1))
+"""
+
+
 def build_with_cli(index_dir, structure, extra):
-    """Build a structure in a child process; returns (seconds, child's peak RSS in MB)."""
-    cmd = [sys.executable, "-m", "pyserini_hypencoder.index", "--index", str(index_dir), "--add", structure] + extra
-    before = peak_rss_mb(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    seconds = time.perf_counter() - t0
-    return seconds, max(peak_rss_mb(resource.RUSAGE_CHILDREN), before)
+    """Build a structure in a child process; returns (seconds, the child's peak RSS in MB)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        hwm = Path(tmp) / "vmhwm_kb"
+        cmd = [sys.executable, "-c", _CHILD, str(hwm), "--index", str(index_dir), "--add", structure] + extra
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True)
+        seconds = time.perf_counter() - t0
+        return seconds, int(hwm.read_text()) / 1024
+
+
+def lift(vectors: np.ndarray, dim: int, seed: int = 0) -> np.ndarray:
+    """Embed d-dimensional vectors isometrically into ``dim`` dimensions (a seeded random orthonormal map)."""
+    d = vectors.shape[1]
+    basis, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((dim, d)))
+    return vectors @ basis.T.astype(np.float32)
+
+
+def scale_qnets(args):
+    """(q-nets, input dimension): a model's q-nets of real queries, or seeded random ones of a given shape."""
+    if args.random_qnets:
+        dims = PUBLISHED if args.random_qnets == "published" else [int(v) for v in args.random_qnets.split(",")]
+        qnets = random_qnets(dims, args.num_queries or 32, seed=1)
+        return qnets.to(args.device, torch.bfloat16 if args.bf16 else torch.float32), dims[0]
+    if not args.topics:
+        raise SystemExit("scale: --topics is needed unless --random-qnets is given")
+    qnets = encode_queries(args.encoder, read_topics(args.topics, args.num_queries)[1], args.device, args.bf16)
+    return qnets, qnets.input_dim
 
 
 def mode_scale(args):
     from pyserini_hypencoder.index import DenseIndex, write_index
     work = Path(args.work)
-    target = work / f"synthetic-{args.num_docs}"
+    qnets, dim = scale_qnets(args)
     _, real = load_index_vectors(args.index, "cpu", torch.float32)
+    target = work / (f"synthetic-{args.num_docs}" + (f"-lifted{dim}" if dim != real.shape[1] else ""))
     if not (target / "meta.json").is_file():
         vectors = mixture_like(real.numpy(), args.num_docs)
+        if dim != vectors.shape[1]:
+            vectors = lift(vectors, dim)
         write_index(target, [f"s{i}" for i in range(args.num_docs)], vectors,
                     meta={"encoder": f"synthetic mixture like {args.index}"}, overwrite=True)
         del vectors
@@ -274,15 +313,13 @@ def mode_scale(args):
             extra += ["--graph-nlist", str(args.graph_nlist)]
         builds["graph"] = build_with_cli(target, "graph", extra)
     for name, (sec, mb) in builds.items():
-        print(f"build {name}: {sec:.0f} s, child peak RSS {mb:,.0f} MB (cumulative max over children)", flush=True)
+        print(f"build {name}: {sec:.0f} s, peak RSS of the building process {mb:,.0f} MB", flush=True)
     index = DenseIndex.open(target)
     from pyserini_hypencoder.ann import load_graph, load_ivf
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     vectors = index.block(0, index.num_docs, device=args.device, dtype=dtype)
     graph = load_graph(index, args.device) if "graph" in index.structures and not args.no_graph else None
     ivf = load_ivf(index)
-    qids, texts = read_topics(args.topics, args.num_queries)
-    qnets = encode_queries(args.encoder, texts, args.device, args.bf16)
     out = evaluate(qnets, vectors, graph, ivf, k=args.k, label=args.label, configs=load_configs(args.configs),
                    truth_cache=work / f"exact-{args.label}-{len(qnets)}q-k{args.k}.pt")
     for row in out:
@@ -384,7 +421,7 @@ def build_parser():
         s = sub.add_parser(name)
         s.add_argument("--index", required=True)
         s.add_argument("--encoder", default="default")
-        s.add_argument("--topics", required=True)
+        s.add_argument("--topics", required=name == "real")
         s.add_argument("--qrels", default=None)
         s.add_argument("--num-queries", type=int, default=None)
         s.add_argument("--label", default=name)
@@ -401,6 +438,9 @@ def build_parser():
     sc.add_argument("--graph-nlist", type=int, default=None,
                     help="k-means lists of the graph's neighbour search (default: reuse the IVF partition)")
     sc.add_argument("--graph-nprobe", type=int, default=4)
+    sc.add_argument("--random-qnets", default=None, metavar="SHAPE",
+                    help="'published' (6x768) or comma-separated dims: seeded random q-nets of that shape instead of "
+                         "the encoder's (speed, and a stress test of recall); vectors are lifted to its input width")
     pl = sub.add_parser("plot")
     pl.add_argument("results", nargs="+")
     pl.add_argument("--png", required=True)

@@ -50,3 +50,32 @@ def test_plot_fallback_without_matplotlib(tmp_path):
     from PIL import Image
     with Image.open(tmp_path / "p.png") as img:
         assert img.size[0] > 100 and len(img.convert("RGB").getcolors(maxcolors=100000)) > 3  # drawn, not blank
+
+
+def test_bench_ann_scale_with_random_qnets_of_a_wider_shape(tmp_path):
+    """scale mode: a mixture drawn like a (tiny) index, lifted to the random q-nets' wider input, exact truth and a
+    surrogate row; the lift keeps inner products."""
+    import numpy as np
+    from pyserini_hypencoder.index import write_index
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((400, 8)).astype(np.float32)
+    write_index(tmp_path / "idx", [f"d{i}" for i in range(len(real))], real)
+    configs = tmp_path / "c.json"
+    configs.write_text(json.dumps([{"method": "exact", "params": {}},
+                                   {"method": "surrogate", "params": {"candidates": 200, "anchors": 64}}]))
+    run("bench_ann.py", "--json", str(tmp_path / "s.json"), "scale", "--index", str(tmp_path / "idx"),
+        "--random-qnets", "16,16,1", "--num-queries", "8", "--num-docs", "1000", "--work", str(tmp_path / "w"),
+        "--nlist", "8", "--no-graph", "--configs", str(configs))
+    rows = json.loads((tmp_path / "s.json").read_text())
+    assert [r["method"] for r in rows] == ["exact", "surrogate"]
+    assert all(r["n"] == 1000 and r["queries"] == 8 for r in rows)
+    assert 0 < rows[1]["recall@100"] <= 1 and rows[1]["docs_scored"] < 1000
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_ann
+    finally:
+        sys.path.pop(0)
+    lifted = bench_ann.lift(real, 16)
+    assert lifted.shape == (400, 16)
+    np.testing.assert_allclose(lifted @ lifted.T, real @ real.T, rtol=1e-4, atol=1e-3)
