@@ -44,9 +44,13 @@ def atomic_directory(out_dir) -> Iterator[Path]:
     _normal_mode(tmp, 0o777)
     try:
         yield tmp
-        if out.exists():
-            shutil.rmtree(out)
+        old = None
+        if out.exists():  # moved aside, not deleted, until the new directory is in place
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / out.name)
         os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -21,6 +21,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def torch_device(text: str) -> str:
+    """A torch device name that this machine has (``cpu``, ``cuda``, ``cuda:1``, ...)."""
+    import torch
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:0)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: this torch has no CUDA device (torch.cuda.is_available() is False)")
+    return text
+
+
 def define_encoder_args(parser, *, default_encoder: Optional[str] = "default", batch_size: int = 64,
                         max_length: Optional[int] = None, device: str = "cpu") -> None:
     """``--encoder --batch-size --max-length --device --bf16 --threads --num-attention-heads``."""
@@ -29,7 +41,7 @@ def define_encoder_args(parser, *, default_encoder: Optional[str] = "default", b
     parser.add_argument("--batch-size", type=positive_int, default=batch_size, metavar="N")
     parser.add_argument("--max-length", type=positive_int, default=max_length, metavar="TOKENS",
                         help="truncation length (default: the model's setting)")
-    parser.add_argument("--device", default=device, help="torch device, e.g. cpu or cuda:0")
+    parser.add_argument("--device", type=torch_device, default=device, help="torch device, e.g. cpu or cuda:0")
     parser.add_argument("--bf16", action="store_true", help="bf16 matrix products (fp32 layer norms and scores)")
     parser.add_argument("--fp16", dest="bf16", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads")

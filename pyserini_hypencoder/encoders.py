@@ -19,6 +19,19 @@ def join_title(title: Optional[str], text: str) -> str:
     return f"{title} {text}".strip() if title else (text or "").strip()
 
 
+def document_text(obj: dict) -> str:
+    """Text to encode for a corpus record: BEIR ``title`` + ``text`` (joined as in training) or Pyserini
+    ``contents`` (after the ``title`` when there is one)."""
+    title = str(obj.get("title") or "")
+    if "text" in obj:
+        return join_title(title, str(obj["text"] or ""))
+    if "contents" in obj:
+        return join_title(title, str(obj["contents"] or ""))
+    if title:
+        return title.strip()
+    raise ValueError("record has neither text nor contents")
+
+
 def model_fingerprint(model: Hypencoder) -> str:
     """A short sha256 over every weight of the model (query and passage sides)."""
     return weights_fingerprint(model)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from ._fsutil import atomic_directory, atomic_file
 from .cli import ArgumentParser, positive_int, run_cli, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,13 @@ def download_scifact(cache: Path = CACHE) -> Path:
                              f"downloaded ({reason}); connect to the network or set PYSERINI_HYPENCODER_SHARED") \
                 from None
         os.replace(tmp, archive)
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(cache)  # BEIR's zip holds scifact/{corpus.jsonl,queries.jsonl,qrels/*.tsv}
+        with atomic_directory(target) as unpacked, zipfile.ZipFile(archive) as z:
+            z.extractall(unpacked)  # BEIR's zip holds scifact/{corpus.jsonl,queries.jsonl,qrels/*.tsv}
+            inner = unpacked / "scifact"
+            if inner.is_dir():
+                for entry in inner.iterdir():
+                    os.replace(entry, unpacked / entry.name)
+                inner.rmdir()
     add_trec_files(target, "test")
     return target
 
@@ -101,9 +107,9 @@ def add_trec_files(folder: Path, split: str) -> None:
             judged.setdefault(parts[0], []).append((parts[1], parts[2]))
     with open(folder / "queries.jsonl", encoding="utf-8") as f:
         texts = {str(q["_id"]): q["text"] for q in map(json.loads, f)}
-    with open(topics, "w", encoding="utf-8") as f:
+    with atomic_file(topics) as f:
         f.writelines(f"{qid}\t{texts[qid]}\n" for qid in judged)
-    with open(qrels, "w", encoding="utf-8") as f:
+    with atomic_file(qrels) as f:
         f.writelines(f"{qid} 0 {doc} {rel}\n" for qid, docs in judged.items() for doc, rel in docs)
 
 

@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple, Union
 
+import numpy as np
+
 from ._fsutil import atomic_file
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("trec", "msmarco")
+SCORE_DECIMALS = 6   # TREC run scores are printed with this many decimals (as Pyserini does)
 TOPIC_SUFFIXES = (".tsv", ".txt", ".jsonl", ".json")
 QUERY_ID_KEYS = ("id", "qid", "query_id", "_id")
 QUERY_TEXT_KEYS = ("title", "query", "text", "contents")
@@ -39,13 +42,37 @@ class RunEntry:
     score: float
 
 
+class _GzipText(io.TextIOWrapper):
+    """Gunzipped UTF-8 text whose damage (a truncated or corrupt stream) is a one-line ValueError naming the file."""
+
+    def __init__(self, path):
+        super().__init__(gzip.open(path, "rb"), encoding="utf-8-sig")
+        self._path = path
+
+    def _checked(self, read, *args):
+        try:
+            return read(*args)
+        except (EOFError, gzip.BadGzipFile) as exc:
+            raise ValueError(f"{self._path}: damaged gzip file ({exc})") from None
+
+    def __next__(self):
+        return self._checked(super().__next__)
+
+    def readline(self, *args):
+        return self._checked(super().readline, *args)
+
+    def read(self, *args):
+        return self._checked(super().read, *args)
+
+
 def open_text(path) -> TextIO:
-    """A UTF-8 text file, gunzipped when its content is gzip (whatever its name says)."""
+    """A UTF-8 text file (a leading byte-order mark dropped), gunzipped when its content is gzip (whatever its
+    name says)."""
     with open(path, "rb") as probe:
         magic = probe.read(2)
     if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return _GzipText(path)
+    return open(path, encoding="utf-8-sig")
 
 
 def iter_jsonl(path) -> Iterator[Tuple[str, dict]]:
@@ -253,7 +280,7 @@ def format_run_lines(qid: str, hits: Hits, *, output_format: str = "trec", tag: 
     for rank, (docid, score) in enumerate(hits[:max_hits] if max_hits else hits, 1):
         docid = str(docid).strip()
         if output_format == "trec":
-            yield f"{qid} Q0 {docid} {rank} {float(score):.6f} {tag}\n"
+            yield f"{qid} Q0 {docid} {rank} {float(score):.{SCORE_DECIMALS}f} {tag}\n"
         else:
             yield f"{qid}\t{docid}\t{rank}\n"
 
@@ -261,6 +288,12 @@ def format_run_lines(qid: str, hits: Hits, *, output_format: str = "trec", tag: 
 def atomic_output(path: Union[str, os.PathLike], mode: str = "w"):
     """Open a temporary file beside ``path``; rename it to ``path`` only when the block succeeds."""
     return atomic_file(path, mode)
+
+
+def printed_score(score):
+    """A score (or array of scores) as the run file shows it: ties and order are decided on this value, so that
+    documents whose scores differ only by floating-point noise (duplicates in different blocks) tie."""
+    return np.round(score, SCORE_DECIMALS) if isinstance(score, np.ndarray) else round(float(score), SCORE_DECIMALS)
 
 
 def write_run(path: Union[str, os.PathLike], results: Mapping[str, Hits], *, output_format: str = "trec",

@@ -26,6 +26,7 @@ def test_bench_qnet_quick(tmp_path):
 
 def test_bench_ann_quick(tmp_path):
     stdout = run("bench_ann.py", "--quick", "--json", str(tmp_path / "a.json"))
+    assert "built graph + ivf" in stdout and "R@100" in stdout
     rows = json.loads((tmp_path / "a.json").read_text())
     methods = {r["method"] for r in rows}
     assert methods == {"exact", "ivf", "graph", "ivf+graph", "surrogate"}

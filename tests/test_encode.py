@@ -66,6 +66,12 @@ def test_corpus_forms(tmp_path):
     assert list(JsonlCorpus(tmp_path / "pys.jsonl", fields=["title", "text"])) == expected
     assert [d for d, _ in JsonlCorpus(tmp_path / "pys.jsonl")] == [d for d, _ in expected]  # default: contents
     assert list(JsonlCorpus(tmp_path / "pys.jsonl"))[1][1] == pyserini[1]["contents"].strip()
+    # a title beside Pyserini's contents: both are encoded, as the reranker reads the same record
+    from pyserini_hypencoder.encoders import document_text
+    titled = [{"id": d["_id"], "title": d["title"], "contents": d["text"]} for d in docs]
+    _write_jsonl(tmp_path / "titled.jsonl", titled)
+    assert list(JsonlCorpus(tmp_path / "titled.jsonl")) == expected
+    assert [document_text(r) for r in titled] == [t for _, t in expected]
     # gzip, and a folder of files read in name order (other files ignored)
     folder = tmp_path / "folder"
     folder.mkdir()
@@ -96,6 +102,21 @@ def test_encode_matches_encoder(tmp_path, beir, checkpoint, encoder):
     import pyarrow.parquet as pq
     assert pq.read_table(out / "vectors.parquet").column("id").to_pylist() == index.docids
     assert sorted(os.listdir(tmp_path)) == ["corpus.jsonl", "ix"]
+
+
+def test_reranker_encodes_missing_candidates_like_the_index(tmp_path, beir, checkpoint):
+    """Candidates encoded from text use the index's max_length and precision, not the model's defaults."""
+    from pyserini_hypencoder.encoders import HypencoderQueryEncoder
+    from pyserini_hypencoder.search import HypencoderReranker
+    from pyserini_hypencoder.search.doctext import CorpusTexts
+    out = tmp_path / "short"
+    assert run_cli(main, _encode_args(beir, out, checkpoint, encoder=["--max-length", "8"])) == 0   # last wins
+    index = DenseIndex.open(out)
+    assert index.meta["max_length"] == 8
+    reranker = HypencoderReranker(HypencoderQueryEncoder(checkpoint), index=index, texts=CorpusTexts(beir))
+    encoded = reranker._encode_texts(index.docids[:3])
+    np.testing.assert_allclose(np.stack([encoded[d] for d in index.docids[:3]]), index.block(0, 3).numpy(),
+                               atol=1e-5)
 
 
 def test_resume_equals_uninterrupted(tmp_path, beir, checkpoint, encoder, monkeypatch):
@@ -134,11 +155,11 @@ def test_shards_and_merge_equal_whole(tmp_path, checkpoint):
     docs = _docs()
     _write_jsonl(folder / "a.jsonl.gz", docs[:13], gz=True)
     _write_jsonl(folder / "b.jsonl", docs[13:])
-    assert run_cli(main, _encode_args(folder, tmp_path / "whole", checkpoint, output=["--storage-dtype",
-                                                                                        "float16"])) == 0
+    output = ["--storage-dtype", "float16", "--parquet"]
+    assert run_cli(main, _encode_args(folder, tmp_path / "whole", checkpoint, output=output)) == 0
     for shard in range(3):
         assert run_cli(main, _encode_args(folder, tmp_path / f"s{shard}", checkpoint, "--shard-id", str(shard),
-                                          "--shard-num", "3", output=["--storage-dtype", "float16"])) == 0
+                                          "--shard-num", "3", output=output)) == 0
     assert [DenseIndex.open(tmp_path / f"s{i}").num_docs for i in range(3)] == [10, 10, 10]
     shards = [str(tmp_path / f"s{i}") for i in (1, 0, 2)]
     assert run_cli(merge_main, ["--shards", *shards, "--output", str(tmp_path / "merged")]) == 0
@@ -146,6 +167,9 @@ def test_shards_and_merge_equal_whole(tmp_path, checkpoint):
     assert merged.docids == whole.docids == [d["_id"] for d in docs]
     np.testing.assert_allclose(merged.block(0, N_DOCS).numpy(), whole.block(0, N_DOCS).numpy(), atol=1e-3)
     assert {k: v for k, v in merged.meta.items()} == {k: v for k, v in whole.meta.items()}
+    import pyarrow.parquet as pq
+    table = pq.read_table(tmp_path / "merged" / merged.meta["parquet"])   # the file its meta names exists
+    assert table.column("id").to_pylist() == merged.docids
 
 
 def _bad(tmp_path, name, lines):

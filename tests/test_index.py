@@ -113,8 +113,9 @@ def test_failure_mid_write_leaves_nothing(tmp_path):
             writer.add(docids[:5], vectors[:5])
             writer.add(docids[1:3], vectors[1:3])
     assert os.listdir(tmp_path) == []
-    with pytest.raises(ValueError, match="line break"):
-        write_index(tmp_path / "ix", ["a\nb"], vectors[:1], META)
+    for bad in ("a\nb", "doc 1", "doc\t2", " d"):   # a TREC run line could not hold it
+        with pytest.raises(ValueError, match="contains whitespace"):
+            write_index(tmp_path / "ix", [bad], vectors[:1], META)
     with pytest.raises(ValueError, match=r"expected \(2, 12\) vectors, got \(2, 5\)"):
         with IndexWriter(tmp_path / "ix", dimension=12, meta=META) as writer:
             writer.add(["a", "b"], vectors[:2, :5])
@@ -160,11 +161,12 @@ def test_resumable_writer(tmp_path):
     ("no-meta", "meta.json is missing"), ("bad-json", "unreadable meta.json"), ("format", "format is"),
     ("no-docid", "lacks the docid file"), ("no-index", "lacks the index file"), ("count", "2 docids"),
     ("truncated", "inconsistent faiss index"), ("no-vectors", "lacks the vectors.npy file"),
+    ("16-bit-no-index", "lacks the index file"),
 ])
 def test_format_errors(tmp_path, problem, message):
     docids, vectors = _data(n=3, d=4)
     path = write_index(tmp_path / "ix", docids, vectors, META,
-                       storage_dtype="float16" if problem == "no-vectors" else "float32")
+                       storage_dtype="float16" if problem in ("no-vectors", "16-bit-no-index") else "float32")
     meta_path = path / "meta.json"
     if problem == "no-meta":
         meta_path.unlink()
@@ -174,7 +176,7 @@ def test_format_errors(tmp_path, problem, message):
         meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "format": "other"}))
     elif problem == "no-docid":
         (path / "docid").unlink()
-    elif problem == "no-index":
+    elif problem in ("no-index", "16-bit-no-index"):
         (path / "index").unlink()
     elif problem == "count":
         (path / "docid").write_text("a\nb\n")

@@ -16,6 +16,12 @@ def test_tsv_topics_keep_file_order_and_string_ids(tmp_path):
     assert list(read_topics(path)) == ["10", "2", "q-3"]
 
 
+def test_byte_order_mark_is_not_part_of_the_first_qid(tmp_path):
+    path = tmp_path / "bom.tsv"
+    path.write_bytes("\ufeff1\tfirst\n2\tsecond\n".encode("utf-8"))
+    assert read_topics(path) == {"1": "first", "2": "second"}
+
+
 def test_gzipped_tsv_topics(tmp_path):
     path = tmp_path / "topics.tsv.gz"
     with gzip.open(path, "wt", encoding="utf-8") as f:

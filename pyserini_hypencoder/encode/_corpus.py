@@ -16,7 +16,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 from pyserini.encode import JsonlCollectionIterator
 from tqdm import tqdm
 
-from ..encoders import join_title
+from ..encoders import document_text, join_title
 from ..runfiles import iter_jsonl
 
 logger = logging.getLogger(__name__)
@@ -106,10 +106,14 @@ class JsonlCorpus(JsonlCollectionIterator):
         if docid is None or str(docid).strip() == "":
             wanted = repr(self.docid_field) if self.docid_field else "'id', '_id' or 'docid'"
             raise ValueError(f"{where}: record has no {wanted} field")
-        if self.auto_fields and "title" not in info and "text" not in info:
-            if not isinstance(info.get("contents"), str):
-                raise ValueError(f"{where}: record has none of the fields 'title', 'text' or 'contents'")
-            return str(docid).strip(), info["contents"].strip()
+        if self.auto_fields:  # BEIR title + text, or Pyserini contents (after a title), as reranking reads them
+            for name in ("title", "text", "contents"):
+                if info.get(name) is not None and not isinstance(info[name], str):
+                    raise ValueError(f"{where}: field {name!r} is not a string")
+            try:
+                return str(docid).strip(), document_text(info)
+            except ValueError:
+                raise ValueError(f"{where}: record has none of the fields 'title', 'text' or 'contents'") from None
         if not self.auto_fields and not all(f in info for f in self.fields) and "contents" not in info:
             missing = [f for f in self.fields if f not in info]
             raise ValueError(f"{where}: record lacks field(s) {', '.join(map(repr, missing))} and has no 'contents'")

@@ -12,13 +12,13 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from ..cli import positive_int, run_cli, set_threads, setup_logging
+from ..cli import ArgumentParser, positive_int, run_cli, set_threads, setup_logging
 
 logger = logging.getLogger("pyserini_hypencoder.index")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pyserini_hypencoder.index", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m pyserini_hypencoder.index", description=__doc__.split("\n")[0])
     p.add_argument("--index", required=True, metavar="DIR", help="index directory (written by the encoder)")
     p.add_argument("--add", required=True, choices=("graph", "ivf"), help="structure to build")
     g = p.add_argument_group("graph")

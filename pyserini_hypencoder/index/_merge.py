@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 from typing import Sequence, Union
 
+from ._export import export_parquet
 from ._format import INDEX_FILE, IndexMismatchError
 from ._reader import DenseIndex
 from ._writer import IndexWriter
@@ -47,8 +48,13 @@ def merge_indexes(shards: Sequence[Union[str, Path]], out_dir: Union[str, Path],
             if k not in ("shard", "structures", "format", "version", "dimension", "dtype", "num_docs")}
     if all(infos) and infos[0].get("corpus") is not None:
         meta["corpus"] = infos[0]["corpus"]
+    on_complete = None
+    if all(index.meta.get("parquet") for index in indexes):  # the shards' Parquet export, redone for the whole
+        on_complete = lambda tmp: export_parquet(tmp, tmp / meta["parquet"])
+    else:
+        meta.pop("parquet", None)
     with IndexWriter(out_dir, dimension=first.dimension, meta=meta, storage_dtype=first.storage_dtype,
-                     overwrite=overwrite) as writer:
+                     overwrite=overwrite, on_complete=on_complete) as writer:
         for index in indexes:
             # the float32 originals (always in the faiss file), so 16-bit storage is rounded exactly once
             full = DenseIndex._map_faiss(index.path / INDEX_FILE, index.num_docs, index.dimension)

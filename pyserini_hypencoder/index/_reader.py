@@ -52,10 +52,8 @@ class DenseIndex:
         docids = _read_docids(path / DOCID_FILE)
         if len(docids) != n:
             raise IndexFormatError(f"{path / DOCID_FILE}: {len(docids)} docids, but meta.json says {n} documents")
-        if dtype == "float32":
-            vectors = cls._map_faiss(path / INDEX_FILE, n, d)
-        else:
-            vectors = cls._map_npy(path / VECTORS_FILE, n, d, dtype)
+        faiss_vectors = cls._map_faiss(path / INDEX_FILE, n, d)  # always there: what Pyserini's FAISS tools read
+        vectors = faiss_vectors if dtype == "float32" else cls._map_npy(path / VECTORS_FILE, n, d, dtype)
         if not mmap:
             vectors = np.array(vectors)
         return cls(path, meta, docids, vectors)

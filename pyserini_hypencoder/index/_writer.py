@@ -140,8 +140,9 @@ class IndexWriter:
         if vectors.shape[0] != len(docids):
             raise ValueError(f"{len(docids)} docids for {vectors.shape[0]} vectors")
         for docid in docids:
-            if not docid or docid != docid.strip() or "\n" in docid or "\r" in docid:
-                raise ValueError(f"docid {docid!r} is empty, has surrounding whitespace or a line break")
+            if not docid or any(c.isspace() for c in docid):
+                raise ValueError(f"docid {docid!r} is empty or contains whitespace (TREC run columns are "
+                                 f"whitespace-separated)")
         if not np.isfinite(vectors).all():
             raise ValueError("vectors contain NaN or infinite values")
         number = len(self._chunks)

@@ -337,6 +337,10 @@ def _drop_initial_values(head: HyperHead, state: dict, seed: int) -> dict:
                     and torch.equal(initial[k[len(QUERY_PREFIX):]].to(v.dtype), v))}
 
 
+def _is_head_key(key: str) -> bool:
+    return key.startswith(QUERY_PREFIX) and not key.startswith(QUERY_BACKBONE)
+
+
 def build_state_dict(model: Hypencoder, include_backbone: bool = True) -> Dict[str, torch.Tensor]:
     state = {QUERY_PREFIX + k: v for k, v in model.head.state_dict().items()}
     if include_backbone:
@@ -362,8 +366,9 @@ def save_hypencoder(model: Hypencoder, out_dir: str, *, safe_serialization: bool
     out = Path(out_dir)
     with atomic_directory(out) as tmp:
         state = build_state_dict(model, include_backbone)
-        if half_precision_head:
-            state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}
+        if half_precision_head:  # the hyper head only: a stored backbone keeps its precision (and shared storage)
+            state = {k: v.to(torch.bfloat16) if v.is_floating_point() and _is_head_key(k) else v
+                     for k, v in state.items()}
         if head_init_seed is not None:
             state = _drop_initial_values(model.head, state, head_init_seed)
         if safe_serialization:

@@ -97,6 +97,8 @@ def _check_args(args) -> None:
             raise ValueError(f"--{dest.replace('_', '-')} applies to --search {method}")
     if args.search == "exact" and args.search_param:
         raise ValueError("--search-param applies to --search graph, ivf or surrogate")
+    if args.block_size is not None and (args.rerank is not None or args.search != "exact"):
+        raise ValueError("--block-size applies to exact full search (--search exact without --rerank)")
     if args.corpus and args.lucene_index:
         raise ValueError("give one text source: --corpus or --lucene-index")
     if args.rerank is not None and args.index is None and not (args.corpus or args.lucene_index):

@@ -11,6 +11,7 @@ from pyserini.search.faiss import DenseSearchResult
 from .._threads import torch_threads as scoped_threads
 from ..index import DenseIndex
 from ..model.qnet import QNetBatch
+from ..runfiles import printed_score
 from .exact import exact_search
 
 logger = logging.getLogger(__name__)
@@ -119,8 +120,9 @@ class HypencoderSearcher:
             raise ValueError(f"{self.index.path}: the index has no {search} structure; run: "
                              f"python -m pyserini_hypencoder.index --index {self.index.path} --add {search}")
         import inspect
+        internal = ("return_stats", "vectors", "graph", "ivf", "initial_candidates")   # for benchmarks and tests
         accepted = [name for name, p in inspect.signature(function).parameters.items()
-                    if p.kind == p.KEYWORD_ONLY and name not in ("return_stats",)]
+                    if p.kind == p.KEYWORD_ONLY and name not in internal]
         unknown = sorted(set(self.search_params) - set(accepted))
         if unknown:
             raise ValueError(f"unknown {search} search parameter {unknown[0]!r}; expected one of "
@@ -137,8 +139,9 @@ class HypencoderSearcher:
         depth = min(n, want + 8)
         while True:
             scores, rows = exact_search(qnets, self.index, depth, block_size=self.block_size)
-            # The k-th score shared with the last one kept: a tie may reach past the cut; fetch deeper.
-            if depth >= n or not bool((scores[:, want - 1] == scores[:, -1]).any()):
+            # The k-th score (as printed) shared with the last one kept: a tie may reach past the cut; fetch deeper.
+            printed = printed_score(_as_numpy(scores))
+            if depth >= n or not bool((printed[:, want - 1] == printed[:, -1]).any()):
                 return _as_numpy(scores), _as_numpy(rows)
             depth = min(n, depth * 2)
 
@@ -146,7 +149,7 @@ class HypencoderSearcher:
         docids = self.index.docids
         hits = [(docids[r], float(s)) for s, r in zip(scores.tolist(), rows.tolist())
                 if r >= 0 and np.isfinite(s)]
-        hits.sort(key=lambda h: (-h[1], h[0]))
+        hits.sort(key=lambda h: (-printed_score(h[1]), h[0]))
         return [DenseSearchResult(docid, score) for docid, score in hits[:k]]
 
     def _encode(self, queries: Sequence[Union[str, QNetBatch]]) -> QNetBatch:

@@ -6,25 +6,12 @@ import logging
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, Optional, Union
 
-from ..encoders import join_title
+from ..encoders import document_text
 from ..runfiles import iter_jsonl
 
 logger = logging.getLogger(__name__)
 
 DOCID_KEYS = ("id", "_id", "docid")
-
-
-def document_text(obj: dict) -> str:
-    """Text to encode for a corpus record: BEIR ``title`` + ``text`` (joined as in training) or Pyserini
-    ``contents``."""
-    title = str(obj.get("title") or "")
-    if "text" in obj:
-        return join_title(title, str(obj["text"] or ""))
-    if "contents" in obj:
-        return join_title(title, str(obj["contents"] or ""))
-    if title:
-        return title.strip()
-    raise ValueError("record has neither text nor contents")
 
 
 class CorpusTexts:

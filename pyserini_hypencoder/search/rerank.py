@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..index import DenseIndex
 from ..model.qnet import SEARCH_ENGINE
-from ..runfiles import RunEntry
+from ..runfiles import RunEntry, printed_score
 from ._searcher import check_compatible, open_index, torch_threads
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ class HypencoderReranker:
     batch_size : int
         Queries per q-net batch.
     doc_max_length : int
-        Truncation of candidates encoded from text (default: the model's passage setting, as in the index).
+        Truncation of candidates encoded from text (default: the index's ``max_length`` when an index is given,
+        else the model's passage setting).  With an index, its ``bf16`` setting is used for them too.
     progress : bool
         tqdm progress bars on stderr.
     """
@@ -63,8 +64,11 @@ class HypencoderReranker:
         if self._doc_encoder is None:
             from ..encoders import HypencoderDocumentEncoder
             enc = self.query_encoder
-            self._doc_encoder = HypencoderDocumentEncoder(enc.model, device=str(enc.device), bf16=enc.bf16,
-                                                          max_length=self.doc_max_length)
+            meta = self.index.meta if self.index is not None else {}   # encode as the index's vectors were
+            max_length = self.doc_max_length or meta.get("max_length")
+            bf16 = bool(meta["bf16"]) if "bf16" in meta else enc.bf16
+            self._doc_encoder = HypencoderDocumentEncoder(enc.model, device=str(enc.device), bf16=bf16,
+                                                          max_length=max_length)
         return self._doc_encoder
 
     def candidate_vectors(self, docids: Sequence[str]) -> Dict[str, np.ndarray]:
@@ -140,7 +144,7 @@ class HypencoderReranker:
                 scores = self._score(qnets, [candidates[q] for q in chunk], vectors)
                 for qid, row in zip(chunk, scores):
                     hits = list(zip(candidates[qid], row))
-                    hits.sort(key=lambda h: (-h[1], h[0]))
+                    hits.sort(key=lambda h: (-printed_score(h[1]), h[0]))
                     results[qid] = hits
                 bar.update(len(chunk))
             bar.close()

@@ -20,7 +20,7 @@ class TrainConfig:
     do_residual: bool = True
     do_residual_on_last: bool = False
     do_layer_norm: bool = True                # layer norm in the q-net's hidden blocks (as published)
-    pooling: str = "mean"                     # passage pooling: mean | cls
+    pooling: str = "mean"                     # passage pooling: mean | mean_normalized | cls
     query_max_length: int = 64
     passage_max_length: int = 256
     freeze_backbone: bool = True              # cache frozen features and train the head only
@@ -37,6 +37,7 @@ class TrainConfig:
     backbone_negatives: bool = False          # mine negatives with the backbone (cosine, cached vectors)
     negatives_depth: int = 100
     positive_filter: str = "first"            # jsonl: first | type | threshold
+    score_threshold: Optional[float] = None   # jsonl, positive_filter threshold: positives have score > this
     dev_fraction: float = 0.1                 # dev split carved from the training queries
     # batches and losses
     batch_size: int = 32
@@ -85,11 +86,11 @@ class TrainConfig:
             if not isinstance(values, dict):
                 raise ValueError(f"{p}: expected a mapping of settings")
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(types))
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
-        config = cls(**values)
+        config = cls(**{k: _coerce(k, types[k], v) for k, v in values.items()})
         config.validate()
         return config
 
@@ -106,13 +107,26 @@ class TrainConfig:
             raise ValueError(f"hidden_parts must be all or base, not {self.hidden_parts!r}")
         if self.schedule not in ("constant", "linear", "cosine"):
             raise ValueError(f"schedule must be constant, linear or cosine, not {self.schedule!r}")
+        from ..model.hypencoder import POOLINGS
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
+        if self.positive_filter not in ("first", "type", "threshold"):
+            raise ValueError(f"positive_filter must be first, type or threshold, not {self.positive_filter!r}")
+        if self.positive_filter == "threshold" and self.score_threshold is None:
+            raise ValueError("positive_filter threshold needs score_threshold")
         if self.steps is None and self.epochs is None:
             raise ValueError("set steps or epochs")
-        for name in ("batch_size", "query_max_length", "passage_max_length", "eval_every"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        if self.negatives < 0 or self.random_negatives < 0:
-            raise ValueError("negatives must be >= 0")
+        for name in ("batch_size", "query_max_length", "passage_max_length", "eval_every", "eval_batch_size",
+                     "negatives_depth", "lr", "ce_scale", "steps", "epochs", "save_every", "threads"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        for name in ("negatives", "random_negatives", "warmup_steps", "weight_decay", "grad_clip", "hidden_lr_scale",
+                     "margin_mse_weight", "cross_entropy_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.margin_mse_weight == 0 and self.cross_entropy_weight == 0:
+            raise ValueError("margin_mse_weight and cross_entropy_weight are both 0: nothing to train")
         if self.margin_mse_weight > 0 and self.negatives < 1:
             raise ValueError("margin-MSE needs negatives >= 1")
         if not 0 <= self.dev_fraction < 1:
@@ -120,3 +134,40 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _coerce(name: str, hint: str, value):
+    """A setting converted to its field's type (YAML reads ``1e-3`` as a string), or a one-line error."""
+    optional = hint.startswith("Optional[")
+    base = hint[len("Optional["):-1] if optional else hint
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{name} cannot be empty")
+    try:
+        if base.startswith("List["):
+            item = int if base == "List[int]" else str
+            values = value if isinstance(value, (list, tuple)) else [value]
+            return [_scalar(item, v) for v in values]
+        return _scalar({"bool": bool, "int": int, "float": float}.get(base, str), value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected {base}, got {value!r}") from None
+
+
+def _scalar(kind, value):
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ValueError(value)
+    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)   # e.g. a split named 2019
+    if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
+        raise TypeError(value)
+    if kind is int:
+        number = float(value) if isinstance(value, str) else value
+        if number != int(number):
+            raise ValueError(value)
+        return int(number)
+    return kind(value)

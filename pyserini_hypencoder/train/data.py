@@ -40,16 +40,20 @@ class TrainingData:
         return bool(self.examples) and all(e.scores is not None for e in self.examples)
 
     def split(self, dev_fraction: float, seed: int) -> Tuple["TrainingData", "TrainingData"]:
-        """(train, dev) by query, carved from these (training) queries with a private RNG."""
-        order = list(range(len(self.examples)))
+        """(train, dev) by query id (every example of a query on the same side), carved from these (training)
+        queries with a private RNG."""
+        groups: Dict[str, int] = {}
+        for e in self.examples:
+            groups.setdefault(self.query_ids[e.query], len(groups))
+        order = list(range(len(groups)))
         random.Random(seed).shuffle(order)
         n_dev = int(round(len(order) * dev_fraction)) if dev_fraction > 0 else 0
         if dev_fraction > 0 and len(order) > 1:
             n_dev = min(max(n_dev, 1), len(order) - 1)
         dev_set = set(order[:n_dev])
+        in_dev = lambda e: groups[self.query_ids[e.query]] in dev_set
         pick = lambda keep: TrainingData(self.query_ids, self.query_texts, self.passage_ids, self.passage_texts,
-                                         [e for i, e in enumerate(self.examples) if (i in dev_set) == keep],
-                                         self.qrels)
+                                         [e for e in self.examples if in_dev(e) == keep], self.qrels)
         return pick(False), pick(True)
 
 
@@ -141,16 +145,20 @@ def _from_pos_neg(rec: dict, where: str) -> dict:
 def read_corpus(path) -> Tuple[List[str], List[str]]:
     """Ids and ``"title text"`` passages (joined as the plugin's document encoder joins them)."""
     from ..encoders import join_title
-    ids, texts = [], []
+    ids, texts, seen = [], [], set()
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if line.strip():
                 try:
                     d = json.loads(line)
-                    ids.append(str(d["_id"]))
+                    pid = str(d["_id"])
                     texts.append(join_title(d.get("title"), d.get("text", "")) or " ")
                 except (json.JSONDecodeError, KeyError) as exc:
                     raise ValueError(f"{path}:{n}: not a BEIR corpus line ({exc})") from None
+                if pid in seen:
+                    raise ValueError(f"{path}:{n}: duplicate corpus _id {pid!r}")
+                seen.add(pid)
+                ids.append(pid)
     return ids, texts
 
 

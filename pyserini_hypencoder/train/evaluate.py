@@ -40,8 +40,9 @@ def load_scorer(spec: str):
 
 def settings_of(model) -> dict:
     s = model.settings.get("settings", model.settings) if isinstance(model, BiEncoder) else model.settings
-    return {"query_max_length": int(s.get("query_max_length") or 64),
-            "passage_max_length": int(s.get("passage_max_length") or 256)}
+    from ..encoders import DEFAULT_PASSAGE_MAX_LENGTH, DEFAULT_QUERY_MAX_LENGTH   # the search side's defaults
+    return {"query_max_length": int(s.get("query_max_length") or DEFAULT_QUERY_MAX_LENGTH),
+            "passage_max_length": int(s.get("passage_max_length") or DEFAULT_PASSAGE_MAX_LENGTH)}
 
 
 @torch.no_grad()

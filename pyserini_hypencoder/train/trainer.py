@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import resource
 import shutil
 import time
@@ -21,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from tqdm.auto import tqdm
 
+from .._fsutil import atomic_file
 from ..model.checkpoint import load_hypencoder, save_hypencoder
 from ..model.hypencoder import Hypencoder
 from . import cache, losses
@@ -31,6 +31,8 @@ from .data import TrainingData, bm25_run, check_beir, dense_run, load_beir, load
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
+# Settings that do not change a run's results, so --resume accepts new values for them.
+RESUME_MAY_CHANGE = {"threads", "cache_dir", "output_dir", "eval_batch_size"}
 
 
 # -- model -------------------------------------------------------------------
@@ -42,6 +44,9 @@ def build_model(cfg: TrainConfig):
                          settings={"backbone": source})
     if cfg.init_from:
         model = load_hypencoder(cfg.init_from)
+        dims = list(model.spec.vector_dimensions)
+        if cfg.vector_dimensions and list(cfg.vector_dimensions) != dims:
+            raise ValueError(f"vector_dimensions {list(cfg.vector_dimensions)} differ from init_from's q-net {dims}")
     else:
         model = Hypencoder.from_backbone(cfg.backbone, vector_dimensions=cfg.vector_dimensions,
                                          num_hidden_layers=cfg.num_hidden_layers, activation=cfg.activation,
@@ -248,7 +253,7 @@ class BatchSampler:
         for i in chosen:
             ex = self.data.examples[i]
             positive = ex.positives[int(torch.randint(len(ex.positives), (1,), generator=g))]
-            pool = ex.negatives[:cfg.negatives_depth]
+            pool = ex.negatives   # mined lists are cut to negatives_depth where they are built (BEIR route)
             if len(pool) >= cfg.negatives:
                 negs = [pool[j] for j in torch.randperm(len(pool), generator=g)[:cfg.negatives].tolist()]
             else:
@@ -272,6 +277,21 @@ class BatchSampler:
                     extra.append(r)
         lab = torch.tensor(labels, dtype=torch.float32) if len(labels) == len(chosen) else None
         return (torch.tensor(q_rows), torch.tensor(item_rows), lab, torch.tensor(extra, dtype=torch.long))
+
+
+def check_examples(data: TrainingData, cfg: TrainConfig) -> None:
+    """Fail before any training step when the losses cannot be computed for every batch."""
+    if cfg.margin_mse_weight > 0:
+        if cfg.backbone_negatives:
+            raise ValueError("margin_mse_weight > 0 cannot use backbone_negatives: mined negatives have no teacher "
+                             "scores")
+        if not data.has_teacher_scores:
+            raise ValueError("margin_mse_weight > 0 needs a teacher score on every item (the JSONL 'score'); "
+                             "this data has none for some queries")
+        short = sum(1 for e in data.examples if len(e.negatives) < cfg.negatives)
+        if short:
+            raise ValueError(f"margin-MSE: {short} queries have fewer than negatives={cfg.negatives} scored "
+                             f"negatives (random fill-ins have no teacher score); lower negatives")
 
 
 # -- evaluation ----------------------------------------------------------------
@@ -315,7 +335,8 @@ class Trainer:
                 raise FileExistsError(f"{self.out}: holds a checkpoint; pass --resume to continue it or "
                                       f"--overwrite to start again")
             shutil.rmtree(self.out)
-        self.resume = resume and (self.ckpt / STATE_FILE).exists()
+        self.resume_state = self._read_resume_state() if resume else None
+        self.resume = self.resume_state is not None
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -351,7 +372,7 @@ class Trainer:
     def _load_data(self) -> Tuple[TrainingData, TrainingData]:
         cfg = self.cfg
         if cfg.data_format == "jsonl":
-            data = load_jsonl(cfg.data_path, positive_filter=cfg.positive_filter)
+            data = load_jsonl(cfg.data_path, positive_filter=cfg.positive_filter, score_threshold=cfg.score_threshold)
         else:
             check_beir(cfg.data_path, cfg.split)
             runs = [read_run(r) for r in cfg.runs]
@@ -359,6 +380,7 @@ class Trainer:
                 runs.append(read_run(bm25_run(cfg.data_path, split=cfg.split, work_dir=self.cache_dir / "bm25" /
                                               Path(cfg.data_path).resolve().name, depth=cfg.negatives_depth)))
             data = load_beir(cfg.data_path, split=cfg.split, runs=runs, negatives_depth=cfg.negatives_depth)
+        check_examples(data, cfg)
         self._features(data)
         if cfg.backbone_negatives:
             qv = cache.mean_pool(self.qfeat)
@@ -378,6 +400,9 @@ class Trainer:
                             seen.add(x[k])
                             merged.append(row[x[k]])
                 ex.negatives = merged
+        if cfg.data_format == "beir":   # the interleaved lists' first negatives_depth (about the top depth/2 of each)
+            for ex in data.examples:
+                ex.negatives = ex.negatives[:cfg.negatives_depth]
         train, dev = data.split(cfg.dev_fraction, cfg.seed)
         logger.info("training on %d queries, dev %d queries (carved from the training split)",
                     len(train.examples), len(dev.examples))
@@ -470,25 +495,36 @@ class Trainer:
         return save_hypencoder(self.model, str(out_dir), include_backbone=include,
                                half_precision_head=cfg.half_precision_save, head_init_seed=seed)
 
+    def _read_resume_state(self) -> dict:
+        """The saved training state, if its settings are this run's; a one-line error otherwise."""
+        path = self.ckpt / STATE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no checkpoint to resume (run without --resume to start)")
+        state = torch.load(str(path), map_location="cpu", weights_only=False)
+        saved, now = state["config"], self.cfg.to_dict()
+        changed = sorted(k for k in now if k not in RESUME_MAY_CHANGE and saved.get(k) != now[k])
+        if changed:
+            raise ValueError(f"--resume: settings differ from the saved run's ({', '.join(changed)}); "
+                             f"use the same settings, or --overwrite to start again")
+        return state
+
+    def _saved_parameters(self) -> dict:
+        """Every parameter except a frozen backbone's, so fixed tensors (a cosine start's) survive a resume."""
+        frozen = lambda name: self.cfg.freeze_backbone and name.startswith(("backbone.", "passage_backbone."))
+        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad or not frozen(n)}
+
     def save_checkpoint(self) -> None:
-        tmp = self.out / ".checkpoint.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
         state = {
             "step": self.step, "best": self.best, "best_step": self.best_step, "history": self.history,
-            "elapsed": self.elapsed, "config": self.cfg.to_dict(),
-            "params": {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad},
+            "elapsed": self.elapsed, "config": self.cfg.to_dict(), "params": self._saved_parameters(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
         }
-        torch.save(state, str(tmp / STATE_FILE))
-        if self.ckpt.exists():
-            shutil.rmtree(self.ckpt)
-        os.replace(tmp, self.ckpt)
+        with atomic_file(self.ckpt / STATE_FILE, "wb") as f:
+            torch.save(state, f)
 
     def load_checkpoint(self) -> None:
-        state = torch.load(str(self.ckpt / STATE_FILE), map_location="cpu", weights_only=False)
+        state = self.resume_state
         params = dict(self.model.named_parameters())
         with torch.no_grad():
             for n, v in state["params"].items():
@@ -503,10 +539,11 @@ class Trainer:
     # -- loop ----------------------------------------------------------------------
     def train(self) -> dict:
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         if self.resume:
             self.load_checkpoint()
+        else:
+            with atomic_file(self.out / "train_config.json") as f:
+                f.write(json.dumps(cfg.to_dict(), indent=2) + "\n")
         save_every = cfg.save_every or cfg.eval_every
         self.model.train()
         start = time.time() - self.elapsed
@@ -547,11 +584,9 @@ class Trainer:
                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                    "train_queries": len(self.data.examples), "dev_queries": len(self.dev.examples),
                    "final_loss": self.history[-1]["loss"] if self.history else None}
-        tmp = self.out / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, self.out / "summary.json")
-        with open(self.out / ".history.tmp", "w") as f:
+        with atomic_file(self.out / "summary.json") as f:
+            f.write(json.dumps(summary, indent=2) + "\n")
+        with atomic_file(self.out / "history.jsonl") as f:
             for r in self.history:
                 f.write(json.dumps(r) + "\n")
-        os.replace(self.out / ".history.tmp", self.out / "history.jsonl")
         return summary
