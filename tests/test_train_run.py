@@ -100,6 +100,9 @@ def test_resume_refuses_a_missing_checkpoint_or_changed_settings(parity_dir, jso
     with pytest.raises(ValueError, match=r"settings differ .*\(lr\)"):
         Trainer(config(parity_dir, jsonl, tmp_path / "run", steps=2, eval_every=2, lr=0.05), resume=True)
     Trainer(config(parity_dir, jsonl, tmp_path / "run", steps=2, eval_every=2, threads=1), resume=True)  # harmless
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    Trainer(config(parity_dir, jsonl, tmp_path / "run", steps=2, eval_every=2, lr=0.05), overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["notes.txt"]   # only the run's own outputs go
 
 
 def test_config_values_are_typed_and_checked(tmp_path):

@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.pt"
 # Settings that do not change a run's results, so --resume accepts new values for them.
 RESUME_MAY_CHANGE = {"threads", "cache_dir", "output_dir", "eval_batch_size"}
+# What a run writes into output_dir (and what --overwrite removes).
+RUN_OUTPUTS = ("checkpoint", "best", "final", "history.jsonl", "summary.json", "train_config.json")
 
 
 # -- model -------------------------------------------------------------------
@@ -334,7 +336,7 @@ class Trainer:
             if not overwrite:
                 raise FileExistsError(f"{self.out}: holds a checkpoint; pass --resume to continue it or "
                                       f"--overwrite to start again")
-            shutil.rmtree(self.out)
+            self._remove_run_outputs()
         self.resume_state = self._read_resume_state() if resume else None
         self.resume = self.resume_state is not None
         if cfg.threads:
@@ -494,6 +496,15 @@ class Trainer:
         seed = None if cfg.init_from else cfg.init_seed
         return save_hypencoder(self.model, str(out_dir), include_backbone=include,
                                half_precision_head=cfg.half_precision_save, head_init_seed=seed)
+
+    def _remove_run_outputs(self) -> None:
+        """--overwrite: remove what a run writes into output_dir, and nothing else that lives there."""
+        for name in RUN_OUTPUTS:
+            path = self.out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
 
     def _read_resume_state(self) -> dict:
         """The saved training state, if its settings are this run's; a one-line error otherwise."""
