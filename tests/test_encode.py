@@ -261,3 +261,27 @@ def test_bench_encode_quick(tmp_path, checkpoint):
     assert result["source"] == "synthetic" and result["docs"] == 32
     assert set(result["seconds"]) == {"full", "bare", "unsorted"} and result["full_over_bare"] > 0
     assert result["padded_tokens"]["sorted"] <= result["padded_tokens"]["unsorted"]
+
+
+def test_a_model_with_the_same_document_side_searches_the_index(tmp_path, beir, checkpoint):
+    """Another hyper head over the same passage backbone (a frozen-backbone training run) gives the same
+    document vectors, so the index needs no re-encoding; other backbone weights are still refused."""
+    import torch
+    from pyserini_hypencoder.encoders import HypencoderQueryEncoder
+    from pyserini_hypencoder.index import IndexMismatchError
+    from pyserini_hypencoder.model import load_hypencoder
+    from pyserini_hypencoder.search import HypencoderSearcher
+    out = tmp_path / "ix"
+    assert run_cli(main, _encode_args(beir, out, checkpoint)) == 0
+    other_head = load_hypencoder(checkpoint)
+    with torch.no_grad():
+        next(other_head.head.parameters()).add_(0.5)
+    encoder = HypencoderQueryEncoder(other_head)
+    assert encoder.fingerprint != DenseIndex.open(out).meta["encoder_fingerprint"]
+    assert encoder.document_fingerprint == DenseIndex.open(out).meta["document_fingerprint"]
+    assert len(HypencoderSearcher(str(out), encoder).search("protein folding", k=3)) == 3
+    other_backbone = load_hypencoder(checkpoint)
+    with torch.no_grad():
+        next(other_backbone.passage_encoder().parameters()).add_(0.5)
+    with pytest.raises(IndexMismatchError, match="document sides differ"):
+        HypencoderSearcher(str(out), HypencoderQueryEncoder(other_backbone))

@@ -134,3 +134,19 @@ def test_pyserini_clis_in_a_clean_environment(tmp_path):
     expected_map = sum(_average_precision(ranked[q], relevant[q]) for q in relevant) / len(relevant)
     assert metrics["map"] == pytest.approx(expected_map, abs=1e-4)  # (0.25 + 1) / 2
     assert metrics["num_rel_ret"] == 2
+
+
+def test_ctrl_c_reaches_python_after_the_jvm_started():
+    """The JVM runs with -Xrs, so SIGINT raises KeyboardInterrupt in Python (the CLIs print "interrupted") instead
+    of going to the JVM's own handler."""
+    code = ("import os, signal, time, pyserini_hypencoder, jnius_config\n"
+            "from jnius import autoclass\n"
+            "autoclass('java.lang.String')\n"
+            "assert jnius_config.vm_running\n"
+            "try:\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(5)\n"
+            "except KeyboardInterrupt:\n"
+            "    print('KeyboardInterrupt')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "KeyboardInterrupt", out.stderr[-1500:]

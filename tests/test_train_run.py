@@ -165,6 +165,13 @@ def test_cli_reports_bad_config(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model_kind" in err[0]
     assert cli(["--config", str(tmp_path / "missing.yaml")]) == 2
+    capsys.readouterr()
+    for argv in (["--config", str(bad), "--stepz", "5"], ["--config", str(bad), "--steps", "abc"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("python -m pyserini_hypencoder.train: "
+                                                                              "error: "), err
 
 
 def test_flagembedding_lines_with_teacher_scores(data_dir):
@@ -256,3 +263,47 @@ def test_cosine_start_is_a_scaled_cosine_and_keeps_its_fixed_parts(parity_dir, j
     assert not torch.equal(named["head.value_projections.1.weight"], before["head.value_projections.1.weight"])
     assert math.isclose(float(trainer.model.head.weight_hyper_projection[1].weight[0, 0]), 20 / math.sqrt(384),
                         rel_tol=1e-6)
+
+
+def test_evaluate_writes_a_pyserini_run_and_reports_bad_flags(parity_dir, tmp_path, capsys):
+    """train.evaluate: full retrieval and re-ranking runs whose scores are the model's q-net scores."""
+    from pyserini_hypencoder.runfiles import read_run
+    from pyserini_hypencoder.train import evaluate
+    d = tmp_path / "beir"
+    (d / "qrels").mkdir(parents=True)
+    docs = [("d0", "aspirin", "aspirin reduces fever"), ("d1", "genes", "dna repair genes"),
+            ("d2", "stars", "stellar formation"), ("d3", "fever", "fever in children")]
+    (d / "corpus.jsonl").write_text("".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in docs))
+    (d / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "what lowers fever"}) + "\n" +
+                                     json.dumps({"_id": "q2", "text": "dna"}) + "\n")
+    (d / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td0\t1\nq2\td1\t1\n")
+    model = str(parity_dir / "checkpoint_bin")
+    out = tmp_path / "full.trec"
+    assert evaluate.main(["--model", model, "--data", str(d), "--output", str(out), "--hits", "3",
+                          "--cache-dir", str(tmp_path / "cache")]) == 0
+    run = read_run(out)
+    assert set(run) == {"q1", "q2"} and all(len(v) == 3 for v in run.values())
+    scored = load_hypencoder(model)
+    settings = evaluate.settings_of(scored)
+    texts = [f"{t} {x}" for _, t, x in docs]
+    ptok = scored.tokenizer(texts, padding="longest", truncation=True, max_length=settings["passage_max_length"],
+                            return_tensors="pt")
+    qtok = scored.tokenizer(["what lowers fever"], padding="longest", truncation=True,
+                            max_length=settings["query_max_length"], return_tensors="pt")
+    with torch.no_grad():
+        direct = scored.encode_queries(qtok["input_ids"], qtok["attention_mask"]).score(
+            scored.encode_passages(ptok["input_ids"], ptok["attention_mask"]))[0]
+    best = sorted(range(4), key=lambda j: -float(direct[j]))[:3]
+    assert [e.docid for e in run["q1"]] == [docs[j][0] for j in best]
+    assert [e.score for e in run["q1"]] == pytest.approx([float(direct[j]) for j in best], abs=2e-6)
+    first_stage = tmp_path / "bm25.trec"
+    first_stage.write_text("q1 Q0 d3 1 9.0 bm25\nq1 Q0 d2 2 8.0 bm25\nq2 Q0 d2 1 5.0 bm25\n")
+    assert evaluate.main(["--model", model, "--data", str(d), "--output", str(tmp_path / "rr.trec"),
+                          "--rerank", str(first_stage), "--cache-dir", str(tmp_path / "cache")]) == 0
+    reranked = read_run(tmp_path / "rr.trec")
+    assert {e.docid for e in reranked["q1"]} == {"d3", "d2"} and [e.docid for e in reranked["q2"]] == ["d2"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main(["--model", model, "--bogus"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith(f"{evaluate.PROG}: error: ")

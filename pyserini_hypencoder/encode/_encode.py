@@ -79,7 +79,8 @@ def _chunks(records: Iterable[Tuple[str, str]], size: int):
 def encoding_meta(encoder: HypencoderDocumentEncoder, encoder_name: str) -> dict:
     """The encoder part of meta.json: what the search side checks against."""
     model = encoder.model
-    return {"encoder": str(encoder_name), "encoder_fingerprint": encoder.fingerprint, "pooling": model.pooling,
+    return {"encoder": str(encoder_name), "encoder_fingerprint": encoder.fingerprint,
+            "document_fingerprint": encoder.document_fingerprint, "pooling": model.pooling,
             "max_length": int(encoder.max_length), "bf16": bool(encoder.bf16),
             "vector_dimensions": list(model.spec.vector_dimensions)}
 

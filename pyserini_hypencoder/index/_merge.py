@@ -13,7 +13,7 @@ from ._writer import IndexWriter
 logger = logging.getLogger(__name__)
 
 # Settings every shard must share; a difference means the vectors are not comparable.
-SHARED_KEYS = ("encoder_fingerprint", "dimension", "dtype", "pooling", "max_length", "bf16")
+SHARED_KEYS = ("encoder_fingerprint", "document_fingerprint", "dimension", "dtype", "pooling", "max_length", "bf16")
 _ROWS = 65536
 
 

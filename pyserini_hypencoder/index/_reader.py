@@ -147,11 +147,13 @@ class DenseIndex:
 
     # -- checks and updates ------------------------------------------------------------------------
     def check_encoder(self, encoder_name: Optional[str], fingerprint: Optional[str], *, force: bool = False,
-                      dimension: Optional[int] = None) -> None:
-        """IndexMismatchError (naming both sides) if the index was built by other weights, unless ``force``.
+                      dimension: Optional[int] = None, document_fingerprint: Optional[str] = None) -> None:
+        """IndexMismatchError (naming both sides) if the index's vectors came from other weights, unless ``force``.
 
-        Weights are compared by fingerprint (so the same model under another path matches).  A dimension
-        mismatch is always an error: the vectors cannot be scored by that model at all.
+        Weights are compared by fingerprint (so the same model under another path matches).  A model with other
+        query-side weights but the same document side (``document_fingerprint``: passage backbone and pooling,
+        e.g. a Hypencoder trained on a frozen backbone) produces the same document vectors and is accepted.  A
+        dimension mismatch is always an error: the vectors cannot be scored by that model at all.
         """
         if dimension is not None and int(dimension) != self.dimension:
             raise IndexMismatchError(f"{self.path}: the index holds {self.dimension}-d vectors, but the encoder "
@@ -159,12 +161,17 @@ class DenseIndex:
         built_name, built_print = self.meta.get("encoder"), self.meta.get("encoder_fingerprint")
         if not fingerprint or not built_print or fingerprint == built_print:
             return
+        built_docs = self.meta.get("document_fingerprint")
+        if built_docs and document_fingerprint == built_docs:
+            logger.info("%s: built with encoder %r; %r has the same document side (fingerprint %s)", self.path,
+                        built_name, encoder_name, built_docs)
+            return
         message = (f"{self.path}: the index was built with encoder {built_name!r} (fingerprint {built_print}), "
-                   f"not {encoder_name!r} (fingerprint {fingerprint})")
+                   f"not {encoder_name!r} (fingerprint {fingerprint}), and their document sides differ")
         if force:
             logger.warning("%s; searching anyway (forced)", message)
             return
-        raise IndexMismatchError(message + "; pass the matching encoder, or force to search anyway")
+        raise IndexMismatchError(message + "; pass the matching encoder, or --force (force=True) to search anyway")
 
     def update_meta(self, **changes) -> None:
         """Merge ``changes`` into meta.json (atomic rewrite); for recording ANN structures and the like."""

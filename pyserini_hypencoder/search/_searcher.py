@@ -47,10 +47,11 @@ def check_compatible(index: DenseIndex, query_encoder, *, force: bool = False) -
     """Dimension (always) and encoder fingerprint (unless ``force``) of ``index`` against ``query_encoder``."""
     name, fingerprint = _encoder_identity(query_encoder)
     dimension = _encoder_dimension(query_encoder)
-    index.check_encoder(name, fingerprint, force=force, dimension=dimension)
+    index.check_encoder(name, fingerprint, force=force, dimension=dimension,
+                        document_fingerprint=getattr(query_encoder, "document_fingerprint", None))
     if fingerprint is None and index.meta.get("encoder_fingerprint") and not force:
         raise ValueError(f"{index.path}: the query encoder has no fingerprint to compare with the index's "
-                         f"({index.meta['encoder_fingerprint']}); pass force to search anyway")
+                         f"({index.meta['encoder_fingerprint']}); pass --force (force=True) to search anyway")
 
 
 class HypencoderSearcher:

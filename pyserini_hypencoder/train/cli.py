@@ -5,8 +5,10 @@ import argparse
 import dataclasses
 from typing import Optional, Sequence
 
-from ..cli import run_cli, setup_logging
+from ..cli import ArgumentParser, run_cli, setup_logging
 from .config import TrainConfig
+
+PROG = "python -m pyserini_hypencoder.train"
 
 
 def _bool(text: str) -> bool:
@@ -44,8 +46,8 @@ def _parser_for(field: dataclasses.Field):
     return str, "VALUE"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pyserini_hypencoder.train",
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog=PROG,
                                 description="Train a Hypencoder (or the bi-encoder control). Settings come from "
                                             "--config (YAML or JSON); any flag below overrides the file.")
     p.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings")
@@ -74,4 +76,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def cli(argv: Optional[Sequence[str]] = None) -> int:
     # CheckpointError and the data errors are ValueError/FileNotFoundError: one line, exit 2
-    return run_cli(main, argv, prog="pyserini_hypencoder.train")
+    return run_cli(main, argv, prog=PROG)

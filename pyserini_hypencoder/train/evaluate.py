@@ -8,21 +8,22 @@ cache, so a model that shares the backbone re-uses them.  Writes a TREC run file
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-from ..cli import run_cli, setup_logging
+from ..cli import ArgumentParser, positive_int, run_cli, set_threads, setup_logging
 from ..model.checkpoint import load_hypencoder
+from ..runfiles import printed_score, write_run
 from . import cache
 from .biencoder import BiEncoder, is_biencoder_dir
 from .data import read_corpus, read_qrels, read_queries, read_run
 from .trainer import score_matrix
 
 logger = logging.getLogger(__name__)
+PROG = "python -m pyserini_hypencoder.train.evaluate"
 
 
 def load_scorer(spec: str):
@@ -69,42 +70,41 @@ def run(model, data_dir, *, split: str, output, hits: int = 1000, rerank: Option
                                cache_dir=cache_dir)
     scores = score_matrix(model, qfeat["states"], qfeat["mask"], pvec)
     row = {p: i for i, p in enumerate(pids)}
+    results = {}
+    for i, qid in enumerate(qids):
+        if candidates is not None:
+            cols = [row[p] for p in candidates.get(qid, []) if p in row]
+            hits_of_query = [(pids[c], float(scores[i, c])) for c in cols]
+        else:
+            s, idx = scores[i].topk(min(hits, scores.shape[1]))
+            hits_of_query = [(pids[j], float(v)) for v, j in zip(s.tolist(), idx.tolist())]
+        hits_of_query.sort(key=lambda h: (-printed_score(h[1]), h[0]))   # as the search CLI orders a run
+        results[qid] = hits_of_query[:hits]
     out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w") as f:
-        for i, qid in enumerate(qids):
-            if candidates is not None:
-                cols = [row[p] for p in candidates.get(qid, []) if p in row]
-                pairs = [(float(scores[i, c]), pids[c]) for c in cols]
-            else:
-                s, idx = scores[i].topk(min(hits, scores.shape[1]))
-                pairs = [(float(v), pids[j]) for v, j in zip(s.tolist(), idx.tolist())]
-            pairs.sort(key=lambda x: (-x[0], x[1]))
-            for rank, (s, p) in enumerate(pairs[:hits], 1):
-                f.write(f"{qid} Q0 {p} {rank} {s:.6f} {tag}\n")
-    tmp.replace(out)
+    write_run(out, results, tag=tag)
     return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pyserini_hypencoder.train.evaluate", description=__doc__)
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True)
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="a Hypencoder checkpoint, 'default', a bi-encoder directory or "
+                                                   "zeroshot:BACKBONE")
+    p.add_argument("--data", required=True, metavar="DIR", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
     p.add_argument("--split", default="test")
-    p.add_argument("--output", required=True)
-    p.add_argument("--hits", type=int, default=1000)
-    p.add_argument("--rerank", help="TREC run whose candidates are re-ranked")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--output", required=True, metavar="RUN")
+    p.add_argument("--hits", type=positive_int, default=1000)
+    p.add_argument("--rerank", metavar="RUN", help="TREC run whose candidates are re-ranked")
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help=f"frozen-backbone feature cache (default {cache.DEFAULT_CACHE_DIR})")
     args = p.parse_args(argv)
     setup_logging()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     run(load_scorer(args.model), args.data, split=args.split, output=args.output, hits=args.hits,
-        rerank=args.rerank)
+        rerank=args.rerank, cache_dir=Path(args.cache_dir) if args.cache_dir else cache.DEFAULT_CACHE_DIR)
     return 0
 
 
 if __name__ == "__main__":
     import sys
-    sys.exit(run_cli(main, prog="pyserini_hypencoder.train.evaluate"))
+    sys.exit(run_cli(main, prog=PROG))
