@@ -138,8 +138,9 @@ def patch_jnius_config(java_home: str) -> bool:
     setattr(jnius_config, _PATCH_FLAG, True)
     if not jnius_config.vm_running:
         options = filter_options(jnius_config.get_options(), java_home)
-        # -Xrs: the JVM leaves SIGINT/SIGTERM to Python, so Ctrl-C stops a CLI cleanly ("interrupted", exit 130)
-        jnius_config.set_options(*options, *([JVM_REDUCED_SIGNALS] if JVM_REDUCED_SIGNALS not in options else []))
+        if JVM_REDUCED_SIGNALS not in options:  # the JVM leaves SIGINT/SIGTERM to Python: Ctrl-C stops a CLI cleanly
+            options.append(JVM_REDUCED_SIGNALS)
+        jnius_config.set_options(*options)
     return True
 
 

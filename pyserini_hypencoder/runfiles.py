@@ -285,15 +285,18 @@ def format_run_lines(qid: str, hits: Hits, *, output_format: str = "trec", tag: 
             yield f"{qid}\t{docid}\t{rank}\n"
 
 
-def atomic_output(path: Union[str, os.PathLike], mode: str = "w"):
-    """Open a temporary file beside ``path``; rename it to ``path`` only when the block succeeds."""
-    return atomic_file(path, mode)
+atomic_output = atomic_file   # the run-file writers' name for it: a temporary file renamed on success
 
 
 def printed_score(score):
     """A score (or array of scores) as the run file shows it: ties and order are decided on this value, so that
     documents whose scores differ only by floating-point noise (duplicates in different blocks) tie."""
     return np.round(score, SCORE_DECIMALS) if isinstance(score, np.ndarray) else round(float(score), SCORE_DECIMALS)
+
+
+def rank_hits(hits: Iterable[Tuple[str, float]]) -> List[Tuple[str, float]]:
+    """``(docid, score)`` pairs in run order: printed score descending, then docid."""
+    return sorted(hits, key=lambda h: (-printed_score(h[1]), h[0]))
 
 
 def write_run(path: Union[str, os.PathLike], results: Mapping[str, Hits], *, output_format: str = "trec",

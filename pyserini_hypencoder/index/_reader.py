@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Union
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
 import torch
@@ -147,13 +147,15 @@ class DenseIndex:
 
     # -- checks and updates ------------------------------------------------------------------------
     def check_encoder(self, encoder_name: Optional[str], fingerprint: Optional[str], *, force: bool = False,
-                      dimension: Optional[int] = None, document_fingerprint: Optional[str] = None) -> None:
+                      dimension: Optional[int] = None,
+                      document_fingerprint: Union[str, Callable[[], Optional[str]], None] = None) -> None:
         """IndexMismatchError (naming both sides) if the index's vectors came from other weights, unless ``force``.
 
         Weights are compared by fingerprint (so the same model under another path matches).  A model with other
         query-side weights but the same document side (``document_fingerprint``: passage backbone and pooling,
-        e.g. a Hypencoder trained on a frozen backbone) produces the same document vectors and is accepted.  A
-        dimension mismatch is always an error: the vectors cannot be scored by that model at all.
+        e.g. a Hypencoder trained on a frozen backbone) produces the same document vectors and is accepted; it may
+        be given as a function, called only when the full fingerprints differ.  A dimension mismatch is always an
+        error: the vectors cannot be scored by that model at all.
         """
         if dimension is not None and int(dimension) != self.dimension:
             raise IndexMismatchError(f"{self.path}: the index holds {self.dimension}-d vectors, but the encoder "
@@ -162,6 +164,8 @@ class DenseIndex:
         if not fingerprint or not built_print or fingerprint == built_print:
             return
         built_docs = self.meta.get("document_fingerprint")
+        if callable(document_fingerprint):
+            document_fingerprint = document_fingerprint() if built_docs else None
         if built_docs and document_fingerprint == built_docs:
             logger.info("%s: built with encoder %r; %r has the same document side (fingerprint %s)", self.path,
                         built_name, encoder_name, built_docs)

@@ -11,7 +11,7 @@ from pyserini.search.faiss import DenseSearchResult
 from .._threads import torch_threads as scoped_threads
 from ..index import DenseIndex
 from ..model.qnet import QNetBatch
-from ..runfiles import printed_score
+from ..runfiles import printed_score, rank_hits
 from .exact import exact_search
 
 logger = logging.getLogger(__name__)
@@ -47,8 +47,9 @@ def check_compatible(index: DenseIndex, query_encoder, *, force: bool = False) -
     """Dimension (always) and encoder fingerprint (unless ``force``) of ``index`` against ``query_encoder``."""
     name, fingerprint = _encoder_identity(query_encoder)
     dimension = _encoder_dimension(query_encoder)
+    # the document side is hashed only if the full fingerprints differ (it re-reads the backbone's weights)
     index.check_encoder(name, fingerprint, force=force, dimension=dimension,
-                        document_fingerprint=getattr(query_encoder, "document_fingerprint", None))
+                        document_fingerprint=lambda: getattr(query_encoder, "document_fingerprint", None))
     if fingerprint is None and index.meta.get("encoder_fingerprint") and not force:
         raise ValueError(f"{index.path}: the query encoder has no fingerprint to compare with the index's "
                          f"({index.meta['encoder_fingerprint']}); pass --force (force=True) to search anyway")
@@ -139,18 +140,17 @@ class HypencoderSearcher:
         want = min(k, n)
         depth = min(n, want + 8)
         while True:
-            scores, rows = exact_search(qnets, self.index, depth, block_size=self.block_size)
+            scores, rows = map(_as_numpy, exact_search(qnets, self.index, depth, block_size=self.block_size))
             # The k-th score (as printed) shared with the last one kept: a tie may reach past the cut; fetch deeper.
-            printed = printed_score(_as_numpy(scores))
+            printed = printed_score(scores)
             if depth >= n or not bool((printed[:, want - 1] == printed[:, -1]).any()):
-                return _as_numpy(scores), _as_numpy(rows)
+                return scores, rows
             depth = min(n, depth * 2)
 
     def _results(self, scores: np.ndarray, rows: np.ndarray, k: int) -> List[DenseSearchResult]:
         docids = self.index.docids
-        hits = [(docids[r], float(s)) for s, r in zip(scores.tolist(), rows.tolist())
-                if r >= 0 and np.isfinite(s)]
-        hits.sort(key=lambda h: (-printed_score(h[1]), h[0]))
+        hits = rank_hits((docids[r], float(s)) for s, r in zip(scores.tolist(), rows.tolist())
+                         if r >= 0 and np.isfinite(s))
         return [DenseSearchResult(docid, score) for docid, score in hits[:k]]
 
     def _encode(self, queries: Sequence[Union[str, QNetBatch]]) -> QNetBatch:

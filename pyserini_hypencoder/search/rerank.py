@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..index import DenseIndex
 from ..model.qnet import SEARCH_ENGINE
-from ..runfiles import RunEntry, printed_score
+from ..runfiles import RunEntry, rank_hits
 from ._searcher import check_compatible, open_index, torch_threads
 
 logger = logging.getLogger(__name__)
@@ -143,9 +143,7 @@ class HypencoderReranker:
                 qnets = self.query_encoder.encode_batch([queries[q] for q in chunk])
                 scores = self._score(qnets, [candidates[q] for q in chunk], vectors)
                 for qid, row in zip(chunk, scores):
-                    hits = list(zip(candidates[qid], row))
-                    hits.sort(key=lambda h: (-printed_score(h[1]), h[0]))
-                    results[qid] = hits
+                    results[qid] = rank_hits(zip(candidates[qid], row))
                 bar.update(len(chunk))
             bar.close()
         return results

@@ -216,11 +216,23 @@ def check_beir(data_dir, split: str) -> Path:
     return d
 
 
+def interleave(lists: Sequence[Sequence[int]], depth: int) -> List[int]:
+    """The first ``depth`` distinct items of ranked lists taken rank by rank across them (rank 1 of each list,
+    then rank 2, ...): with two lists, about the top ``depth / 2`` of each."""
+    merged, seen = [], set()
+    for k in range(max((len(x) for x in lists), default=0)):
+        for x in lists:
+            if k < len(x) and x[k] not in seen:
+                seen.add(x[k])
+                merged.append(x[k])
+    return merged[:depth]
+
+
 def load_beir(data_dir, *, split: str = "train", runs: Sequence = (), negatives_depth: int = 100,
               min_relevance: int = 1) -> TrainingData:
     """BEIR folder + first-stage runs: positives from ``qrels/<split>.tsv`` (rel >= min_relevance),
     hard negatives from each run's top ``negatives_depth`` (positives and judged docs excluded),
-    interleaved across runs in rank order."""
+    interleaved across runs in rank order and cut at ``negatives_depth``."""
     d = check_beir(data_dir, split)
     p_ids, p_texts = read_corpus(d / "corpus.jsonl")
     row = {pid: i for i, pid in enumerate(p_ids)}
@@ -234,13 +246,9 @@ def load_beir(data_dir, *, split: str = "train", runs: Sequence = (), negatives_
         pos = [row[p] for p, rel in judged.items() if rel >= min_relevance and p in row]
         if not pos:
             continue
-        lists = [[p for p in run.get(qid, [])[:negatives_depth] if p not in judged and p in row] for run in ranked]
-        negs, seen = [], set()
-        for k in range(max((len(x) for x in lists), default=0)):
-            for x in lists:
-                if k < len(x) and x[k] not in seen:
-                    seen.add(x[k])
-                    negs.append(row[x[k]])
+        lists = [[row[p] for p in run.get(qid, [])[:negatives_depth] if p not in judged and p in row]
+                 for run in ranked]
+        negs = interleave(lists, negatives_depth)
         q_ids.append(qid)
         q_texts.append(queries[qid])
         examples.append(Example(len(q_ids) - 1, pos, negs))

@@ -16,7 +16,7 @@ import torch
 
 from ..cli import ArgumentParser, positive_int, run_cli, set_threads, setup_logging
 from ..model.checkpoint import load_hypencoder
-from ..runfiles import printed_score, write_run
+from ..runfiles import rank_hits, write_run
 from . import cache
 from .biencoder import BiEncoder, is_biencoder_dir
 from .data import read_corpus, read_qrels, read_queries, read_run
@@ -78,8 +78,7 @@ def run(model, data_dir, *, split: str, output, hits: int = 1000, rerank: Option
         else:
             s, idx = scores[i].topk(min(hits, scores.shape[1]))
             hits_of_query = [(pids[j], float(v)) for v, j in zip(s.tolist(), idx.tolist())]
-        hits_of_query.sort(key=lambda h: (-printed_score(h[1]), h[0]))   # as the search CLI orders a run
-        results[qid] = hits_of_query[:hits]
+        results[qid] = rank_hits(hits_of_query)[:hits]   # as the search CLI orders a run
     out = Path(output)
     write_run(out, results, tag=tag)
     return out

@@ -26,7 +26,7 @@ from ..model.hypencoder import Hypencoder
 from . import cache, losses
 from .biencoder import BiEncoder
 from .config import TrainConfig
-from .data import TrainingData, bm25_run, check_beir, dense_run, load_beir, load_jsonl, read_run
+from .data import TrainingData, bm25_run, check_beir, dense_run, interleave, load_beir, load_jsonl, read_run
 
 logger = logging.getLogger(__name__)
 
@@ -155,12 +155,15 @@ def _last_generator_names(k: int) -> set:
                     for w in ("weight", "bias")}
 
 
+def is_frozen_backbone(name: str, cfg: TrainConfig) -> bool:
+    """Whether parameter ``name`` belongs to a backbone that ``freeze_backbone`` keeps fixed."""
+    return cfg.freeze_backbone and name.startswith(("backbone.", "passage_backbone."))
+
+
 def trainable_parameters(model, cfg: TrainConfig):
-    frozen = cfg.freeze_backbone
     fixed = fixed_parameter_names(model, cfg)
     for name, p in model.named_parameters():
-        p.requires_grad_(not (frozen and (name.startswith("backbone.") or name.startswith("passage_backbone.")))
-                         and name not in fixed)
+        p.requires_grad_(not is_frozen_backbone(name, cfg) and name not in fixed)
     return [p for p in model.parameters() if p.requires_grad]
 
 
@@ -255,7 +258,7 @@ class BatchSampler:
         for i in chosen:
             ex = self.data.examples[i]
             positive = ex.positives[int(torch.randint(len(ex.positives), (1,), generator=g))]
-            pool = ex.negatives   # mined lists are cut to negatives_depth where they are built (BEIR route)
+            pool = ex.negatives   # mined lists are cut to negatives_depth where they are interleaved
             if len(pool) >= cfg.negatives:
                 negs = [pool[j] for j in torch.randperm(len(pool), generator=g)[:cfg.negatives].tolist()]
             else:
@@ -387,24 +390,13 @@ class Trainer:
         if cfg.backbone_negatives:
             qv = cache.mean_pool(self.qfeat)
             dense = dense_run(qv, self.pvec, data.query_ids, data.passage_ids, cfg.negatives_depth)
-            runs_ranked = [{q: [data.passage_ids[r] for r in ex_neg] for q, ex_neg in
-                            ((data.query_ids[e.query], e.negatives) for e in data.examples)}, dense]
-            judged = data.qrels
             row = {p: i for i, p in enumerate(data.passage_ids)}
-            for ex in data.examples:
+            for ex in data.examples:   # the data's own negatives interleaved with the backbone's
                 qid = data.query_ids[ex.query]
-                lists = [[p for p in run.get(qid, [])[:cfg.negatives_depth]
-                          if p not in judged.get(qid, {}) and row[p] not in ex.positives] for run in runs_ranked]
-                merged, seen = [], set()
-                for k in range(max(len(x) for x in lists)):
-                    for x in lists:
-                        if k < len(x) and x[k] not in seen:
-                            seen.add(x[k])
-                            merged.append(row[x[k]])
-                ex.negatives = merged
-        if cfg.data_format == "beir":   # the interleaved lists' first negatives_depth (about the top depth/2 of each)
-            for ex in data.examples:
-                ex.negatives = ex.negatives[:cfg.negatives_depth]
+                judged = data.qrels.get(qid, {})
+                mined = [row[p] for p in dense.get(qid, [])[:cfg.negatives_depth]
+                         if p not in judged and row[p] not in ex.positives]
+                ex.negatives = interleave([ex.negatives[:cfg.negatives_depth], mined], cfg.negatives_depth)
         train, dev = data.split(cfg.dev_fraction, cfg.seed)
         logger.info("training on %d queries, dev %d queries (carved from the training split)",
                     len(train.examples), len(dev.examples))
@@ -521,8 +513,8 @@ class Trainer:
 
     def _saved_parameters(self) -> dict:
         """Every parameter except a frozen backbone's, so fixed tensors (a cosine start's) survive a resume."""
-        frozen = lambda name: self.cfg.freeze_backbone and name.startswith(("backbone.", "passage_backbone."))
-        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad or not frozen(n)}
+        return {n: p.detach().clone() for n, p in self.model.named_parameters()
+                if not is_frozen_backbone(n, self.cfg)}
 
     def save_checkpoint(self) -> None:
         state = {
