@@ -184,3 +184,25 @@ def test_pre_encoded_qnets(index_dir, corpus):
     searcher = HypencoderSearcher(index_dir, encoder)
     assert [h.docid for h in searcher.search(encoder.encode("pre"), k=5)] == \
         [h.docid for h in searcher.search("pre", k=5)]
+
+
+def test_return_vector_gives_the_qnets_and_each_hits_document_vector(index_dir, corpus):
+    """Pyserini's ``return_vector=True``: (query side, hits with vectors); same hits as a plain search."""
+    encoder = FakeQueryEncoder()
+    searcher = HypencoderSearcher(index_dir, encoder)
+    row = {f"doc{i:03d}": i for i in range(len(corpus))}
+    qnets, hits = searcher.search("vector please", k=7, return_vector=True)
+    assert isinstance(qnets, QNetBatch) and len(qnets) == 1
+    assert [(h.docid, h.score) for h in hits] == [(h.docid, h.score) for h in searcher.search("vector please", k=7)]
+    for h in hits:
+        np.testing.assert_array_equal(h.vectors, corpus[row[h.docid]])
+    np.testing.assert_allclose(qnets.score(torch.from_numpy(corpus[[row[h.docid] for h in hits]]))[0].tolist(),
+                               [h.score for h in hits], rtol=1e-5, atol=1e-6)
+    queries = [f"query {i}" for i in range(70)]   # two internal chunks: q-nets come back in query order
+    all_qnets, batch = searcher.batch_search(queries, [str(i) for i in range(70)], k=3, return_vector=True)
+    assert len(all_qnets) == 70 and list(batch) == [str(i) for i in range(70)]
+    expected = encoder.encode(queries[66]).score(torch.from_numpy(corpus))[0]
+    np.testing.assert_allclose(all_qnets.score(torch.from_numpy(corpus))[66], expected, rtol=1e-5, atol=1e-6)
+    assert [h.docid for h in batch["66"]] == [h.docid for h in searcher.search(queries[66], k=3)]
+    np.testing.assert_array_equal(batch["66"][0].vectors, corpus[row[batch["66"][0].docid]])
+    assert searcher.search("q", k=4, remove_dups=True) == searcher.search("q", k=4)

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from pyserini.search.faiss import DenseSearchResult
+from pyserini.search.faiss import DenseSearchResult, PrfDenseSearchResult
 
 from .._threads import torch_threads as scoped_threads
 from ..index import DenseIndex
@@ -147,11 +147,15 @@ class HypencoderSearcher:
                 return scores, rows
             depth = min(n, depth * 2)
 
-    def _results(self, scores: np.ndarray, rows: np.ndarray, k: int) -> List[DenseSearchResult]:
+    def _results(self, scores: np.ndarray, rows: np.ndarray, k: int, with_vectors: bool = False) -> list:
         docids = self.index.docids
         hits = rank_hits((docids[r], float(s)) for s, r in zip(scores.tolist(), rows.tolist())
-                         if r >= 0 and np.isfinite(s))
-        return [DenseSearchResult(docid, score) for docid, score in hits[:k]]
+                         if r >= 0 and np.isfinite(s))[:k]
+        if not with_vectors:
+            return [DenseSearchResult(docid, score) for docid, score in hits]
+        row_of = {docids[r]: r for r in rows.tolist() if r >= 0}
+        vectors = self.index.rows([row_of[docid] for docid, _ in hits]).numpy()
+        return [PrfDenseSearchResult(docid, score, vector) for (docid, score), vector in zip(hits, vectors)]
 
     def _encode(self, queries: Sequence[Union[str, QNetBatch]]) -> QNetBatch:
         if all(isinstance(q, QNetBatch) for q in queries):
@@ -160,40 +164,54 @@ class HypencoderSearcher:
             raise ValueError("mix of query texts and pre-encoded q-nets in one batch")
         return self.query_encoder.encode_batch(list(queries))
 
-    def _search_qnets(self, qnets: QNetBatch, k: int) -> List[List[DenseSearchResult]]:
+    def _search_qnets(self, qnets: QNetBatch, k: int, with_vectors: bool = False) -> List[list]:
         if self.index.num_docs == 0:
             return [[] for _ in range(len(qnets))]
         scores, rows = self._top(qnets, k)
-        return [self._results(scores[i], rows[i], k) for i in range(len(qnets))]
+        return [self._results(scores[i], rows[i], k, with_vectors) for i in range(len(qnets))]
 
     # -- Pyserini's API ----------------------------------------------------------------------------------------
-    def search(self, query: Union[str, QNetBatch], k: int = 10, threads: int = 1) -> List[DenseSearchResult]:
+    def search(self, query: Union[str, QNetBatch], k: int = 10, threads: int = 1, remove_dups: bool = False,
+               return_vector: bool = False):
         """The ``k`` best documents for one query (text or a pre-encoded q-net), best first.
 
-        ``threads`` > 1 sets torch's CPU threads for this call; 1 keeps the process setting.
+        ``threads`` > 1 sets torch's CPU threads for this call; 1 keeps the process setting.  As in Pyserini,
+        ``return_vector=True`` returns ``(query, hits)``: the query's q-net (a one-query ``QNetBatch``, the
+        Hypencoder's query "vector") and ``PrfDenseSearchResult`` hits carrying each document's vector.
+        ``remove_dups`` is accepted for Pyserini's signature: an index's docids are distinct, so hits never repeat.
         """
         _check_k(k)
         with torch_threads(threads):
             qnets = self._encode([query])
             if len(qnets) != 1:
                 raise ValueError(f"search() takes one query, got {len(qnets)} q-nets; use batch_search")
-            return self._search_qnets(qnets, k)[0]
+            hits = self._search_qnets(qnets, k, return_vector)[0]
+        return (qnets, hits) if return_vector else hits
 
     def batch_search(self, queries: Sequence[Union[str, QNetBatch]], q_ids: Sequence[str], k: int = 10,
-                     threads: int = 1) -> Dict[str, List[DenseSearchResult]]:
-        """``{qid: hits}`` for many queries, encoded and scored together in chunks."""
+                     threads: int = 1, return_vector: bool = False):
+        """``{qid: hits}`` for many queries, encoded and scored together in chunks.
+
+        ``return_vector=True`` returns ``(qnets, {qid: hits})`` as Pyserini does: all queries' q-nets in one
+        ``QNetBatch`` (in the order of ``queries``) and ``PrfDenseSearchResult`` hits with document vectors.
+        """
         _check_k(k)
         queries, q_ids = list(queries), [str(q) for q in q_ids]
         if len(queries) != len(q_ids):
             raise ValueError(f"{len(queries)} queries but {len(q_ids)} query ids")
         if len(set(q_ids)) != len(q_ids):
             raise ValueError("duplicate query ids in batch_search")
-        results: Dict[str, List[DenseSearchResult]] = {}
+        results: Dict[str, list] = {}
+        encoded: List[QNetBatch] = []
         with torch_threads(threads):
             for start in range(0, len(queries), QUERY_CHUNK):
-                chunk = queries[start:start + QUERY_CHUNK]
-                for qid, hits in zip(q_ids[start:start + QUERY_CHUNK], self._search_qnets(self._encode(chunk), k)):
+                qnets = self._encode(queries[start:start + QUERY_CHUNK])
+                if return_vector:
+                    encoded.append(qnets)
+                for qid, hits in zip(q_ids[start:start + QUERY_CHUNK], self._search_qnets(qnets, k, return_vector)):
                     results[qid] = hits
+        if return_vector:
+            return (QNetBatch.concat(encoded) if encoded else None), results
         return results
 
 
