@@ -52,6 +52,8 @@ def define_encoder_args(parser, *, default_encoder: Optional[str] = "default", b
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:   # faiss logs each SIMD build it tries and cannot load, which reads like a failure
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 
 def set_threads(threads: Optional[int]) -> None:

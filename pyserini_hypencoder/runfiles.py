@@ -209,8 +209,8 @@ def _pyserini_topics(name: str) -> Dict[str, str]:
 def read_run(path: Union[str, os.PathLike]) -> Dict[str, List[RunEntry]]:
     """A first-stage run as ``{qid: [RunEntry, ...]}`` in rank order (rank ascending, then score descending).
 
-    Accepts TREC 6-column and MS MARCO 3/4-column lines; a wrong column count or a non-numeric rank/score
-    raises ``ValueError`` naming the file and line.
+    Accepts TREC 6-column and MS MARCO 3/4-column lines, one format per file; a wrong or changing column count
+    or a non-numeric rank/score raises ``ValueError`` naming the file and line.
     """
     path = Path(path)
     if not path.exists():
@@ -219,11 +219,16 @@ def read_run(path: Union[str, os.PathLike]) -> Dict[str, List[RunEntry]]:
         raise IsADirectoryError(f"{path}: run must be a file, not a directory")
     run: Dict[str, List[RunEntry]] = {}
     seen: Dict[str, set] = {}
+    columns = None   # one format per file: every line has the first line's column count
     with open_text(path) as f:
         for n, line in enumerate(f, 1):
             parts = line.split()
             if not parts:
                 continue
+            if columns is None:
+                columns = len(parts)
+            elif len(parts) != columns:
+                raise ValueError(f"{path}:{n}: {len(parts)} columns, but the run's first line has {columns}")
             qid, entry = _parse_run_line(parts, f"{path}:{n}")
             if entry.docid in seen.setdefault(qid, set()):
                 raise ValueError(f"{path}:{n}: document {entry.docid} appears twice for query {qid}")
@@ -255,6 +260,8 @@ def _parse_run_line(parts: List[str], where: str) -> Tuple[str, RunEntry]:
         rank = _number(parts[2], int, "rank", where)  # qid docid rank score
         return parts[0], RunEntry(parts[1], rank, _number(parts[3], float, "score", where))
     if count == 3:
+        if parts[1] == "Q0":
+            raise ValueError(f"{where}: a TREC line needs 6 columns (qid Q0 docid rank score tag), got 3")
         try:  # MS MARCO: qid docid rank
             rank = int(parts[2])
             return parts[0], RunEntry(parts[1], rank, -float(rank))

@@ -87,6 +87,16 @@ def test_corpus_forms(tmp_path):
     assert list(only_text)[0] == (docs[0]["_id"], docs[0]["text"])
 
 
+def test_scan_warns_about_documents_with_empty_text(tmp_path, caplog):
+    docs = [{"_id": "a", "title": "T", "text": "body"}, {"_id": "b", "title": "", "text": ""},
+            {"_id": "c", "title": " ", "text": "  "}]
+    corpus = JsonlCorpus(_write_jsonl(tmp_path / "c.jsonl", docs))
+    with caplog.at_level("WARNING"):
+        assert corpus.scan() == 3      # still encoded, as Pyserini's dense encoder does
+    assert corpus.empty_docids == ["b", "c"]
+    assert "2 document(s) have empty text (e.g. b, c)" in caplog.text
+
+
 def test_encode_matches_encoder(tmp_path, beir, checkpoint, encoder):
     out = tmp_path / "ix"
     assert run_cli(main, _encode_args(beir, out, checkpoint, output=["--chunk-size", "7", "--parquet"])) == 0

@@ -111,6 +111,8 @@ def test_shared_dl19_bm25_run(dl19_dir):
     ("1 Q0 d1 1 high tag\n", "score 'high' is not a number"),
     ("1 Q0 d1 1 2.0 t\n1 Q0 d1 2 1.0 t\n", "appears twice"),
     ("\n", "empty"),
+    ("1 Q0 184 1 3.0 x\n1 29 2\n", r"run.trec:2: 3 columns, but the run's first line has 6"),
+    ("1 Q0 29\n", "a TREC line needs 6 columns"),
 ])
 def test_bad_runs(tmp_path, content, message):
     path = tmp_path / "run.trec"

@@ -154,6 +154,7 @@ def test_rerank_msmarco_run_without_index(world, tmp_path):
     "hits0", "hits-neg", "missing-topics", "malformed-topics", "empty-query", "run-columns", "unknown-docids",
     "docid-not-in-corpus", "index-missing-files", "no-index", "fingerprint", "dimension", "output-dir",
     "truncated-gzip-topics", "device-gpu", "block-size-with-rerank", "internal-search-param",
+    "rerank-depth-without-rerank", "run-mixed-columns",
 ])
 def test_bad_input_one_line_exit_2_no_output(world, tmp_path, capsys, case):
     out = tmp_path / "out" / "run.trec"
@@ -207,6 +208,12 @@ def test_bad_input_one_line_exit_2_no_output(world, tmp_path, capsys, case):
         argv = topics + index + base + ["--rerank", p, "--block-size", "4"]
     elif case == "internal-search-param":
         argv = topics + index + base + ["--search", "surrogate", "--search-param", "vectors=x"]
+    elif case == "rerank-depth-without-rerank":
+        argv = topics + index + base + ["--rerank-depth", "10"]
+    elif case == "run-mixed-columns":
+        p = tmp_path / "run.trec"
+        p.write_text("1 Q0 D1 1 3.0 t\n1 D2 2\n", encoding="utf-8")
+        argv = topics + index + base + ["--rerank", p]
     else:  # output-dir
         out.mkdir(parents=True)
         argv = topics + index + ["--encoder", world["encoder"], "--output", out]

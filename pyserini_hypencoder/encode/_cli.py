@@ -51,7 +51,7 @@ def build_parsers() -> Dict[str, argparse.ArgumentParser]:
 
     p = parsers["encoder"] = cli.ArgumentParser(prog=f"{PROG} encoder", description="the document encoder")
     cli.define_encoder_args(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     return parsers
 
 
@@ -105,6 +105,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     inp, out, enc = args["input"], args["output"], args["encoder"]
     cli.setup_logging()
     cli.set_threads(enc.threads)
+    if enc.quiet:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()   # transformers' "Loading weights" bar
     from ..index._writer import check_target
     from ._corpus import JsonlCorpus, check_shard
     from ._encode import encode_corpus

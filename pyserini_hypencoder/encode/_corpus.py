@@ -85,6 +85,7 @@ class JsonlCorpus(JsonlCollectionIterator):
         self.docid_field = docid_field
         self.delimiter = delimiter.replace("\\n", "\n").replace("\\t", "\t")  # a literal \n, as Pyserini
         self.size: Optional[int] = None
+        self.empty_docids: List[str] = []   # documents with empty text, found by scan()
 
     # -- identity, for resuming ----------------------------------------------------------------------
     def fingerprint(self) -> List:
@@ -142,14 +143,21 @@ class JsonlCorpus(JsonlCollectionIterator):
         """Read every record once: count them, and raise ValueError on bad records or duplicate docids."""
         seen = set()
         count = 0
-        for docid, _ in tqdm(self, desc="scan corpus", unit="doc", disable=not progress, leave=False):
+        empty: List[str] = []
+        for docid, text in tqdm(self, desc="scan corpus", unit="doc", disable=not progress, leave=False):
             if docid in seen:
                 raise ValueError(f"{self.path}: duplicate docid {docid!r}")
             seen.add(docid)
             count += 1
+            if not text.strip():
+                empty.append(docid)
         if count == 0:
             raise ValueError(f"{self.path}: the corpus holds no documents")
+        if empty:
+            logger.warning("%d document(s) have empty text (e.g. %s); they are encoded all the same (Pyserini's "
+                           "Lucene indexer skips such documents)", len(empty), ", ".join(empty[:3]))
         self.size = count
+        self.empty_docids = empty
         return count
 
     def slice(self, start: int, stop: int) -> Iterator[Tuple[str, str]]:

@@ -36,6 +36,9 @@ def _search_param(text: str) -> Tuple[str, object]:
     return name.strip(), value
 
 
+DEFAULT_RERANK_DEPTH = 100
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m pyserini_hypencoder.search",
                             description="Search an index with Hypencoder q-nets, or rerank a first-stage run.")
@@ -74,8 +77,8 @@ def build_parser() -> ArgumentParser:
     rerank = parser.add_argument_group("reranking (instead of full search)")
     rerank.add_argument("--rerank", metavar="RUN",
                         help="first-stage run to rerank (TREC 6 columns or MS MARCO 3/4 columns)")
-    rerank.add_argument("--rerank-depth", type=positive_int, default=100, metavar="N",
-                        help="candidates reranked per query (100); those below are dropped")
+    rerank.add_argument("--rerank-depth", type=positive_int, default=None, metavar="N",
+                        help=f"candidates reranked per query (default {DEFAULT_RERANK_DEPTH}); those below are dropped")
     rerank.add_argument("--corpus", metavar="PATH",
                         help="JSONL corpus (file or folder) with the text of candidates missing from --index")
     rerank.add_argument("--lucene-index", metavar="DIR",
@@ -88,8 +91,8 @@ def _check_args(args) -> None:
     if args.rerank is None:
         if args.index is None:
             raise ValueError("--index is required (or --rerank RUN with --corpus/--lucene-index)")
-        if args.corpus or args.lucene_index:
-            raise ValueError("--corpus/--lucene-index are for reranking (--rerank RUN)")
+        if args.corpus or args.lucene_index or args.rerank_depth is not None:
+            raise ValueError("--corpus, --lucene-index and --rerank-depth are for reranking (--rerank RUN)")
     elif args.search != "exact" or search_params(args):
         raise ValueError("--search and its parameters apply to full search, not to --rerank")
     for dest, method in ANN_FLAGS.items():
@@ -151,7 +154,7 @@ def _rerank(args, topics: Dict[str, str], encoder, run) -> Dict[str, List[Tuple[
     texts = CorpusTexts(args.corpus) if args.corpus else LuceneTexts(args.lucene_index) if args.lucene_index else None
     reranker = HypencoderReranker(encoder, index=args.index, texts=texts, force=args.force,
                                   batch_size=args.batch_size)
-    return reranker.rerank(topics, run, depth=args.rerank_depth, threads=args.threads)
+    return reranker.rerank(topics, run, depth=args.rerank_depth or DEFAULT_RERANK_DEPTH, threads=args.threads)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
