@@ -405,8 +405,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise ValueError(str(exc)) from None
     print_report(report)
     if args.summary:
-        from .runfiles import atomic_output
-        with atomic_output(args.summary) as f:
+        with atomic_file(args.summary) as f:
             json.dump(report.to_json(), f, indent=2)
             f.write("\n")
     return 0

@@ -272,11 +272,6 @@ def _parse_run_line(parts: List[str], where: str) -> Tuple[str, RunEntry]:
 
 
 # -- writing --------------------------------------------------------------------------------------------------------
-def sort_hits(hits: Iterable[Tuple[str, float]]) -> List[Tuple[str, float]]:
-    """Hits ordered by score descending, then docid (Pyserini's ``tie_breaker``)."""
-    return sorted(((str(d).strip(), float(s)) for d, s in hits), key=lambda h: (-h[1], h[0]))
-
-
 def format_run_lines(qid: str, hits: Hits, *, output_format: str = "trec", tag: str = "Hypencoder",
                      max_hits: Optional[int] = None) -> Iterator[str]:
     """Lines for one query's hits, in the given order: ``qid Q0 docid rank score tag`` or ``qid\\tdocid\\trank``."""
@@ -292,9 +287,6 @@ def format_run_lines(qid: str, hits: Hits, *, output_format: str = "trec", tag: 
             yield f"{qid}\t{docid}\t{rank}\n"
 
 
-atomic_output = atomic_file   # the run-file writers' name for it: a temporary file renamed on success
-
-
 def printed_score(score):
     """A score (or array of scores) as the run file shows it: ties and order are decided on this value, so that
     documents whose scores differ only by floating-point noise (duplicates in different blocks) tie."""
@@ -302,7 +294,7 @@ def printed_score(score):
 
 
 def rank_hits(hits: Iterable[Tuple[str, float]]) -> List[Tuple[str, float]]:
-    """``(docid, score)`` pairs in run order: printed score descending, then docid."""
+    """``(docid, score)`` pairs in run order: printed score descending, then docid (Pyserini's ``tie_breaker``)."""
     return sorted(hits, key=lambda h: (-printed_score(h[1]), h[0]))
 
 
@@ -310,7 +302,7 @@ def write_run(path: Union[str, os.PathLike], results: Mapping[str, Hits], *, out
               tag: str = "Hypencoder", max_hits: Optional[int] = None) -> int:
     """Write ``{qid: hits}`` (hits already ordered best first) atomically; returns the number of lines."""
     lines = 0
-    with atomic_output(path) as f:
+    with atomic_file(path) as f:
         for qid, hits in results.items():
             for line in format_run_lines(qid, hits, output_format=output_format, tag=tag, max_hits=max_hits):
                 f.write(line)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from pyserini_hypencoder.runfiles import (RunEntry, atomic_output, format_run_lines, read_run, read_topics,
-                                          sort_hits, write_run)
+from pyserini_hypencoder._fsutil import atomic_file
+from pyserini_hypencoder.runfiles import RunEntry, format_run_lines, rank_hits, read_run, read_topics, write_run
 
 
 # -- topics ---------------------------------------------------------------------------------------------------------
@@ -145,8 +145,8 @@ def test_bad_format_and_tag():
         list(format_run_lines("q", [("d", 1.0)], tag="two words"))
 
 
-def test_sort_hits_breaks_ties_by_docid():
-    assert sort_hits([("b", 1.0), ("a", 1.0), ("c", 2.0)]) == [("c", 2.0), ("a", 1.0), ("b", 1.0)]
+def test_rank_hits_breaks_ties_by_docid():
+    assert rank_hits([("b", 1.0), ("a", 1.0), ("c", 2.0)]) == [("c", 2.0), ("a", 1.0), ("b", 1.0)]
 
 
 def test_write_run_round_trip(tmp_path):
@@ -159,7 +159,7 @@ def test_write_run_round_trip(tmp_path):
 def test_failed_write_leaves_nothing(tmp_path):
     path = tmp_path / "run.trec"
     with pytest.raises(RuntimeError):
-        with atomic_output(path) as f:
+        with atomic_file(path) as f:
             f.write("1 Q0 d1 1 1.000000 t\n")
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []

@@ -14,7 +14,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from ..cli import ArgumentParser, define_encoder_args, positive_int, set_threads, setup_logging
-from ..runfiles import OUTPUT_FORMATS, atomic_output, format_run_lines, read_run, read_topics
+from .._fsutil import atomic_file
+from ..runfiles import OUTPUT_FORMATS, format_run_lines, read_run, read_topics
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     results = _rerank(args, topics, encoder, run) if run is not None else _search(args, topics, encoder)
     elapsed = time.perf_counter() - started
     lines = 0
-    with atomic_output(args.output) as f:
+    with atomic_file(args.output) as f:
         for qid, hits in results.items():
             if args.remove_query:
                 hits = [h for h in hits if h[0] != qid]

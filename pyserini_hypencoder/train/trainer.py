@@ -527,7 +527,7 @@ class Trainer:
             torch.save(state, f)
 
     def load_checkpoint(self) -> None:
-        state = self.resume_state
+        state, self.resume_state = self.resume_state, None   # read once at start-up; not kept after loading
         params = dict(self.model.named_parameters())
         with torch.no_grad():
             for n, v in state["params"].items():
