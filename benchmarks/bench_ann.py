@@ -29,9 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyserini_hypencoder.ann import build_graph, build_ivf, graph_search, ivf_search, surrogate_search
+from pyserini_hypencoder.ann import build_graph, build_ivf, ivf_candidates, probe, surrogate_search, walk
+from pyserini_hypencoder.formats import read_qrels, read_topics
+from pyserini_hypencoder.index import Vectors
+from pyserini_hypencoder.metrics import ndcg
 from pyserini_hypencoder.model.qnet import QNetBatch
 from pyserini_hypencoder.search.exact import exact_search
+from pyserini_hypencoder.topk import TopK
 
 from bench_qnet import PUBLISHED, random_qnets, sync  # the q-net benchmark's random q-nets and device sync
 
@@ -68,20 +72,21 @@ def sweep(n: int, quick: bool, graph_ok: bool, ivf_ok: bool, nlist: int, k: int)
     return configs
 
 
-def run_method(method, params, qnets, vectors, graph, ivf, k):
+def run_method(method, params, qnets, vectors: Vectors, graph, ivf, k) -> TopK:
+    """One strategy on explicit vectors and structures (the library's functions under the registered ones)."""
     if method == "exact":
-        s, r = exact_search(qnets, vectors, k)
-        return s, r, torch.full((len(qnets),), vectors.shape[0])
+        return exact_search(qnets, vectors, k)
     if method == "ivf":
-        return ivf_search(qnets, None, k, ivf=ivf, vectors=vectors, return_stats=True, **params)
+        return probe(qnets, vectors, ivf, k, **params)
     if method == "graph":
-        return graph_search(qnets, None, k, graph=graph, vectors=vectors, return_stats=True, **params)
+        return walk(qnets, vectors, graph, k, **params)
     if method == "surrogate":
-        return surrogate_search(qnets, None, k, vectors=vectors, return_stats=True, **params)
-    if method == "ivf+graph":
+        return surrogate_search(qnets, vectors, k, **params)
+    if method == "ivf+graph":   # what graph_search(ivf_nprobe=...) does with the index's own structures
         params = dict(params)
-        return graph_search(qnets, None, k, graph=graph, vectors=vectors, ivf=ivf, ivf_nprobe=params.pop("nprobe"),
-                            return_stats=True, **params)
+        pool = ivf_candidates(qnets, ivf, params.pop("nprobe"))
+        found = walk(qnets, vectors, graph, k, initial_candidates=pool, **params)
+        return TopK(found.scores, found.rows, found.scored + len(ivf["centroids"]))
     raise ValueError(method)
 
 
@@ -92,22 +97,17 @@ def recall(rows, truth, depth):
 
 
 def ndcg10(rows, qids, docids, qrels):
-    values = []
-    for row, qid in zip(rows, qids):
-        rel = qrels.get(qid)
-        if not rel:
-            continue
-        gains = [rel.get(docids[i], 0) if i >= 0 else 0 for i in row[:10].tolist()]
-        dcg = sum(g / math.log2(j + 2) for j, g in enumerate(gains))
-        ideal = sorted(rel.values(), reverse=True)[:10]
-        idcg = sum(g / math.log2(j + 2) for j, g in enumerate(ideal))
-        values.append(dcg / idcg if idcg > 0 else 0.0)
+    """Mean nDCG@10 over the judged queries (rows in score order)."""
+    values = [ndcg([docids[i] for i in row[:10].tolist() if i >= 0], qrels[qid], 10)
+              for row, qid in zip(rows, qids) if qrels.get(qid)]
     return float(np.mean(values)) if values else float("nan")
 
 
 def evaluate(qnets: QNetBatch, vectors: torch.Tensor, graph, ivf, *, k=100, batch=32, quick=False, qids=None,
              docids=None, qrels=None, configs=None, label="", truth_cache=None):
-    n = vectors.shape[0]
+    vectors = Vectors(vectors)   # one wrapper, so its whole-matrix cache serves every call
+    device = vectors.stored.device
+    n = vectors.num_rows
     nlist = len(ivf["centroids"]) if ivf is not None else 0
     configs = configs or sweep(n, quick, graph is not None, ivf is not None, nlist, k)
     results, truth = [], None
@@ -118,10 +118,11 @@ def evaluate(qnets: QNetBatch, vectors: torch.Tensor, graph, ivf, *, k=100, batc
         latencies, rows_all, scored_all = [], [], []
         for start in range(0, len(qnets), batch):
             sub = qnets[start:start + batch]
-            sync(vectors.device)
+            sync(device)
             t0 = time.perf_counter()
-            _, rows, scored = run_method(method, params, sub, vectors, graph, ivf, k)
-            sync(vectors.device)
+            found = run_method(method, params, sub, vectors, graph, ivf, k)
+            rows, scored = found.rows, found.scored
+            sync(device)
             latencies += [(time.perf_counter() - t0) / len(sub) * 1000] * len(sub)
             rows_all.append(rows.cpu())
             scored_all.append(scored.cpu())
@@ -151,25 +152,10 @@ def print_row(row):
 
 
 # -- data ----------------------------------------------------------------------------------------------
-def read_topics(path, limit=None):
-    qids, texts = [], []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                qid, text = line.rstrip("\n").split("\t", 1)
-                qids.append(qid)
-                texts.append(text)
+def topics_of(path, limit=None):
+    topics = read_topics(path)
+    qids, texts = list(topics), list(topics.values())
     return (qids[:limit], texts[:limit]) if limit else (qids, texts)
-
-
-def read_qrels(path):
-    qrels = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) == 4 and int(parts[3]) > 0:
-                qrels.setdefault(parts[0], {})[parts[2]] = int(parts[3])
-    return qrels
 
 
 def encode_queries(encoder, texts, device, bf16):
@@ -220,13 +206,13 @@ def mode_quick(args):
 def load_index_vectors(index_dir, device, dtype):
     from pyserini_hypencoder.index import DenseIndex
     index = DenseIndex.open(index_dir)
-    return index, index.block(0, index.num_docs, device=device, dtype=dtype)
+    return index, index.vectors.matrix(device=device, dtype=dtype)
 
 
 def mode_real(args):
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     index, vectors = load_index_vectors(args.index, args.device, dtype)
-    qids, texts = read_topics(args.topics, args.num_queries)
+    qids, texts = topics_of(args.topics, args.num_queries)
     qnets = encode_queries(args.encoder, texts, args.device, args.bf16)
     qrels = read_qrels(args.qrels) if args.qrels else None
     flat = vectors.float().cpu().numpy()
@@ -286,7 +272,7 @@ def scale_qnets(args):
         return qnets.to(args.device, torch.bfloat16 if args.bf16 else torch.float32), dims[0]
     if not args.topics:
         raise SystemExit("scale: --topics is needed unless --random-qnets is given")
-    qnets = encode_queries(args.encoder, read_topics(args.topics, args.num_queries)[1], args.device, args.bf16)
+    qnets = encode_queries(args.encoder, topics_of(args.topics, args.num_queries)[1], args.device, args.bf16)
     return qnets, qnets.input_dim
 
 
@@ -317,7 +303,7 @@ def mode_scale(args):
     index = DenseIndex.open(target)
     from pyserini_hypencoder.ann import load_graph, load_ivf
     dtype = torch.bfloat16 if args.bf16 else torch.float32
-    vectors = index.block(0, index.num_docs, device=args.device, dtype=dtype)
+    vectors = index.vectors.matrix(device=args.device, dtype=dtype)
     graph = load_graph(index, args.device) if "graph" in index.structures and not args.no_graph else None
     ivf = load_ivf(index)
     out = evaluate(qnets, vectors, graph, ivf, k=args.k, label=args.label, configs=load_configs(args.configs),

@@ -30,7 +30,7 @@ WORDS = ("the of and a in to is for with that by as on are from was be this at w
 
 def load_texts(path: Path, n: int, seed: int = 0):
     if path.is_file():
-        from pyserini_hypencoder.encode import JsonlCorpus
+        from pyserini_hypencoder.formats import JsonlCorpus
         texts = []
         for _, text in JsonlCorpus(path):
             texts.append(text)
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         args.num_docs, args.max_length, args.repeats, args.batch_size = 32, 64, 1, 16
     torch.set_num_threads(args.threads)
 
-    from pyserini_hypencoder.encode import ChunkEncoder
+    from pyserini_hypencoder.encoders import ChunkEncoder
     from pyserini_hypencoder.encoders import HypencoderDocumentEncoder
 
     texts, source = load_texts(args.corpus, args.num_docs)

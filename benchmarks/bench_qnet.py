@@ -154,7 +154,8 @@ def run(args) -> dict:
             qnets = random_qnets(dims, args.queries, dtype, device)
             x = docs.to(dtype)
             exact_search(qnets, x[: min(n, 64)], 10)  # warm-up
-            plugin = best_time(lambda: exact_search(qnets, x, args.k, engine=args.engine), args.repeats, device)
+            engine_nets = qnets.with_config(engine=args.engine)
+            plugin = best_time(lambda: exact_search(engine_nets, x, args.k), args.repeats, device)
             baseline = best_time(lambda: one_query_at_a_time(qnets, x, args.k), args.repeats, device)
             reference = (baseline if name == "fp32" else
                          best_time(lambda: one_query_at_a_time(qnets, x, args.k, all_in_dtype=True), args.repeats,

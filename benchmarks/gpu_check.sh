@@ -37,7 +37,7 @@ timeout 150 $PY benchmarks/bench_qnet.py --device cuda --queries 32 --repeats 3 
 log "2/3 ANN correctness on cuda (graph = exact with a complete graph; ivf with all lists = exact; surrogate with all candidates = exact)"
 timeout 60 $PY - <<'PY' 2>&1 | tee "$OUT/ann_cuda_check.txt"
 import numpy as np, torch
-from pyserini_hypencoder.ann import build_graph, build_ivf, graph_search, ivf_search, surrogate_search
+from pyserini_hypencoder.ann import build_graph, build_ivf, probe, surrogate_search, walk
 from pyserini_hypencoder.model.qnet import QNetBatch, QNetSpec
 from pyserini_hypencoder.search.exact import exact_search
 g = torch.Generator().manual_seed(0)
@@ -49,12 +49,12 @@ for dtype in (torch.float32, torch.bfloat16):
     x = np.random.default_rng(0).standard_normal((300, 32)).astype(np.float32)
     xt = torch.from_numpy(x).cuda()
     es, er = exact_search(q, xt, 20)
-    gs, gr = graph_search(q, None, 20, graph=build_graph(x, neighbours=299, progress=False), vectors=xt,
-                          entry_points=3, n_candidates=300, max_iter=3, early_stop=False)
+    gs, gr = walk(q, xt, build_graph(x, neighbours=299, progress=False), 20,
+                  entry_points=3, n_candidates=300, max_iter=3, early_stop=False)
     iv = build_ivf(x, nlist=8, progress=False)
-    is_, ir = ivf_search(q, None, 20, ivf=iv, vectors=xt, nprobe=8)
-    ss, sr = surrogate_search(q, None, 20, vectors=xt, candidates=300)
-    s2, sr2 = surrogate_search(q, None, 20, vectors=xt, candidates=60, anchors=64)  # the inner-product path
+    is_, ir = probe(q, xt, iv, 20, nprobe=8)
+    ss, sr = surrogate_search(q, xt, 20, candidates=300)
+    s2, sr2 = surrogate_search(q, xt, 20, candidates=60, anchors=64)  # the inner-product path
     print(dtype, "graph==exact", torch.equal(gr, er), "ivf==exact", torch.equal(ir, er),
           "surrogate(all)==exact", torch.equal(sr, er), "surrogate(60) shape", tuple(sr2.shape))
 PY

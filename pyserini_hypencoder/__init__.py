@@ -14,17 +14,20 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # model
     "Hypencoder": ".model", "QNetBatch": ".model", "QNetSpec": ".model", "HyperHead": ".model",
-    "load_hypencoder": ".model", "save_hypencoder": ".model", "CheckpointError": ".model",
+    "ScoringConfig": ".model", "load_hypencoder": ".model", "save_hypencoder": ".model", "CheckpointError": ".model",
     # Pyserini-style encoders
-    "HypencoderQueryEncoder": ".encoders", "HypencoderDocumentEncoder": ".encoders",
-    "join_title": ".encoders", "model_fingerprint": ".encoders",
-    # index directory
-    "DenseIndex": ".index", "IndexWriter": ".index", "write_index": ".index",
+    "HypencoderQueryEncoder": ".encoders", "HypencoderDocumentEncoder": ".encoders", "ChunkEncoder": ".encoders",
+    "model_fingerprint": ".encoders",
+    # corpora, topics, runs, qrels
+    "JsonlCorpus": ".formats", "join_title": ".formats", "read_topics": ".formats", "read_run": ".formats",
+    "write_run": ".formats", "read_qrels": ".formats",
+    # index directory and its vectors
+    "DenseIndex": ".index", "Vectors": ".index", "IndexWriter": ".index", "write_index": ".index",
     "IndexFormatError": ".index", "IndexMismatchError": ".index",
-    # search and rerank
+    # search strategies, search and rerank
+    "STRATEGIES": ".strategies", "TopK": ".topk",
     "HypencoderSearcher": ".search", "HypencoderReranker": ".search", "exact_search": ".search",
-    # approximate search
-    "graph_search": ".ann", "ivf_search": ".ann",
+    "graph_search": ".ann", "ivf_search": ".ann", "surrogate_search": ".ann",
 }
 __all__ = sorted(_EXPORTS) + ["configure_java"]
 

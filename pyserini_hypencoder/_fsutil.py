@@ -1,12 +1,23 @@
-"""Atomic writes: a directory or file appears complete under its final name, or not at all."""
+"""Files the plugin writes: atomic files and directories (complete under their final name, or absent), JSON, and
+where downloads and caches live."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
+
+CACHE_ENV = "PYSERINI_HYPENCODER_CACHE"
+
+
+def cache_path(*parts: str) -> Path:
+    """``$PYSERINI_HYPENCODER_CACHE/parts`` (default root ``~/.cache/pyserini_hypencoder``): downloaded data
+    sets and feature caches live under this one root."""
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pyserini_hypencoder")
+    return root.joinpath(*parts)
 
 
 def _normal_mode(path, mode: int) -> None:
@@ -36,6 +47,42 @@ def atomic_file(path, mode: str = "w") -> Iterator[IO]:
 
 
 @contextlib.contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """A fresh name beside ``path`` for a file or directory that something else writes (a child process, a
+    library that takes a path); on success it is renamed to ``path``, on failure removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
+    try:
+        yield tmp
+        if tmp.is_dir():
+            replace_directory(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def write_json(path, data) -> None:
+    """``data`` as indented JSON (keys sorted), written atomically."""
+    with atomic_file(path) as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def replace_directory(new: Path, out: Path) -> None:
+    """Rename the complete directory ``new`` to ``out``; an existing ``out`` is set aside until ``new`` is in place,
+    then removed."""
+    old = None
+    if out.exists() or out.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(new, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_directory(out_dir) -> Iterator[Path]:
     """Yield a temporary directory beside ``out_dir``; on success it replaces ``out_dir``, on error it is removed."""
     out = Path(out_dir)
@@ -44,13 +91,7 @@ def atomic_directory(out_dir) -> Iterator[Path]:
     _normal_mode(tmp, 0o777)
     try:
         yield tmp
-        old = None
-        if out.exists():  # moved aside, not deleted, until the new directory is in place
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -33,9 +33,15 @@ def torch_device(text: str) -> str:
     return text
 
 
+def add_common_args(parser) -> None:
+    """``--threads N`` and ``--verbose``, which every CLI takes."""
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
 def define_encoder_args(parser, *, default_encoder: Optional[str] = "default", batch_size: int = 64,
                         max_length: Optional[int] = None, device: str = "cpu") -> None:
-    """``--encoder --batch-size --max-length --device --bf16 --threads --num-attention-heads``."""
+    """``--encoder --batch-size --max-length --device --bf16 --num-attention-heads`` (and the common flags)."""
     parser.add_argument("--encoder", default=default_encoder, metavar="PATH_OR_ID",
                         help="Hypencoder checkpoint directory, Hub id, or 'default' (the embedded model)")
     parser.add_argument("--batch-size", type=positive_int, default=batch_size, metavar="N")
@@ -44,9 +50,9 @@ def define_encoder_args(parser, *, default_encoder: Optional[str] = "default", b
     parser.add_argument("--device", type=torch_device, default=device, help="torch device, e.g. cpu or cuda:0")
     parser.add_argument("--bf16", action="store_true", help="bf16 matrix products (fp32 layer norms and scores)")
     parser.add_argument("--fp16", dest="bf16", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads")
     parser.add_argument("--num-attention-heads", type=positive_int, default=None, metavar="N",
                         help="backbone head count when it cannot be inferred (default hidden/64)")
+    add_common_args(parser)
 
 
 def setup_logging(verbose: bool = False) -> None:

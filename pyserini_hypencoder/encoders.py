@@ -2,36 +2,19 @@
 from __future__ import annotations
 
 import hashlib
-
-from typing import Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from pyserini.encode import DocumentEncoder, QueryEncoder
 
+from .formats.corpus import join_title
 from .model import Hypencoder, QNetBatch, load_hypencoder
 from .model.fingerprint import weights_fingerprint
+from .model.tokenize import tokenize
 
 DEFAULT_QUERY_MAX_LENGTH = 64
 DEFAULT_PASSAGE_MAX_LENGTH = 512
-
-
-def join_title(title: Optional[str], text: str) -> str:
-    """Title and body joined as in training: ``"title text"``, stripped (no title: the text alone)."""
-    return f"{title} {text}".strip() if title else (text or "").strip()
-
-
-def document_text(obj: dict) -> str:
-    """Text to encode for a corpus record: BEIR ``title`` + ``text`` (joined as in training) or Pyserini
-    ``contents`` (after the ``title`` when there is one)."""
-    title = str(obj.get("title") or "")
-    if "text" in obj:
-        return join_title(title, str(obj["text"] or ""))
-    if "contents" in obj:
-        return join_title(title, str(obj["contents"] or ""))
-    if title:
-        return title.strip()
-    raise ValueError("record has neither text nor contents")
 
 
 def model_fingerprint(model: Hypencoder) -> str:
@@ -78,9 +61,7 @@ class _HypencoderSide:
         return document_fingerprint(self.model)
 
     def _tokenize(self, texts: Sequence[str], max_length: Optional[int]):
-        batch = self.tokenizer(list(texts), padding="longest", truncation=True,
-                               max_length=int(max_length or self.max_length), return_tensors="pt")
-        return batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+        return tokenize(self.tokenizer, texts, int(max_length or self.max_length), self.device)
 
 
 class HypencoderQueryEncoder(QueryEncoder, _HypencoderSide):
@@ -143,3 +124,49 @@ class HypencoderDocumentEncoder(DocumentEncoder, _HypencoderSide):
         ids, mask = self._tokenize(texts, max_length)
         vectors = self.model.encode_passages(ids, mask, bf16=self.bf16)
         return vectors.float().cpu().numpy().astype(np.float32, copy=False)
+
+
+class ChunkEncoder:
+    """Encodes a list of texts as an index's vectors are made: tokenized once, sorted by token count (less
+    padding), padded per batch, order restored."""
+
+    def __init__(self, encoder: HypencoderDocumentEncoder, *, batch_size: int = 64):
+        self.encoder = encoder
+        self.model = encoder.model
+        self.batch_size = int(batch_size)
+        self.pad_id = int(encoder.tokenizer.pad_token_id or 0)
+
+    def batches(self, texts: List[str]) -> List[Tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        """(positions in ``texts``, input_ids, attention_mask) per batch, longest documents first."""
+        texts = [t if t else " " for t in texts]  # an empty document still gets [CLS] [SEP]
+        ids = self.encoder.tokenizer(texts, truncation=True, max_length=self.encoder.max_length, padding=False,
+                                     return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(-lengths, kind="stable")
+        out = []
+        for start in range(0, len(order), self.batch_size):
+            positions = order[start:start + self.batch_size]
+            width = int(lengths[positions[0]])
+            input_ids = torch.full((len(positions), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(positions), width), dtype=torch.long)
+            for row, position in enumerate(positions):
+                n = int(lengths[position])
+                input_ids[row, :n] = torch.tensor(ids[position], dtype=torch.long)
+                mask[row, :n] = 1
+            out.append((positions, input_ids, mask))
+        return out
+
+    @torch.inference_mode()
+    def encode_batches(self, batches, count: int) -> np.ndarray:
+        vectors = np.empty((count, self.encoder.dimension), dtype=np.float32)
+        device = self.encoder.device
+        for positions, input_ids, mask in batches:
+            out = self.model.encode_passages(input_ids.to(device), mask.to(device), bf16=self.encoder.bf16)
+            vectors[positions] = out.float().cpu().numpy()
+        return vectors
+
+    def encode(self, texts: List[str]) -> np.ndarray:
+        """(len(texts), d) float32 vectors, in the order of ``texts``."""
+        if not texts:
+            return np.zeros((0, self.encoder.dimension), dtype=np.float32)
+        return self.encode_batches(self.batches(list(texts)), len(texts))

@@ -13,6 +13,7 @@ Every command is logged before it runs, so the output doubles as a recipe.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -26,15 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ._fsutil import atomic_directory, atomic_file
-from .cli import ArgumentParser, positive_int, run_cli, setup_logging
+from ._fsutil import atomic_directory, atomic_file, atomic_path, cache_path
+from .cli import ArgumentParser, add_common_args, positive_int, run_cli, setup_logging
+from .formats.corpus import JsonlCorpus, write_json_collection
+from .formats.qrels import read_qrels, write_qrels
+from .formats.topics import read_topics, write_topics
 
 logger = logging.getLogger(__name__)
 
 PROG = "python -m pyserini_hypencoder.reproduce"
 REPO = Path(__file__).resolve().parents[1]
 BEIR_SCIFACT_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip"
-CACHE = Path(os.environ.get("PYSERINI_HYPENCODER_CACHE", Path.home() / ".cache" / "pyserini_hypencoder"))
 SHARED_NAMES = {"scifact": "scifact", "dl19": "trec-dl-2019-passage-rerank"}
 METRICS = {"ndcg_cut_10": "nDCG@10", "recall_100": "R@100"}
 BM25_HITS = 1000  # the first-stage depth of Pyserini's BEIR runs, whatever --hits asks of the Hypencoder
@@ -58,30 +61,28 @@ def find_shared(name: str) -> Optional[Path]:
     return None
 
 
-def download_scifact(cache: Path = CACHE) -> Path:
-    """BEIR SciFact in ``cache/scifact`` (downloaded once), with ``topics.test.tsv`` and ``qrels.test.txt`` added."""
+def download_scifact(cache: Optional[Path] = None) -> Path:
+    """BEIR SciFact in ``cache/scifact`` (downloaded once; ``cache``: the plugin's cache root), with
+    ``topics.test.tsv`` and ``qrels.test.txt`` added."""
+    cache = Path(cache) if cache is not None else cache_path()
     target = cache / "scifact"
     if not (target / "corpus.jsonl").is_file():
         import urllib.error
         import urllib.request
-        cache.mkdir(parents=True, exist_ok=True)
         archive = cache / "scifact.zip"
         logger.info("downloading BEIR SciFact from %s", BEIR_SCIFACT_URL)
-        tmp = archive.with_name(archive.name + ".part")
         try:
-            with urllib.request.urlopen(BEIR_SCIFACT_URL, timeout=60) as response, open(tmp, "wb") as f:
+            with urllib.request.urlopen(BEIR_SCIFACT_URL, timeout=60) as response, atomic_file(archive, "wb") as f:
                 while True:
                     block = response.read(1 << 20)
                     if not block:
                         break
                     f.write(block)
         except (urllib.error.URLError, OSError) as exc:
-            tmp.unlink(missing_ok=True)
             reason = getattr(exc, "reason", exc)
             raise ValueError(f"no SciFact data: ../shared/data/scifact is absent and {BEIR_SCIFACT_URL} cannot be "
                              f"downloaded ({reason}); connect to the network or set PYSERINI_HYPENCODER_SHARED") \
                 from None
-        os.replace(tmp, archive)
         with atomic_directory(target) as unpacked, zipfile.ZipFile(archive) as z:
             z.extractall(unpacked)  # BEIR's zip holds scifact/{corpus.jsonl,queries.jsonl,qrels/*.tsv}
             inner = unpacked / "scifact"
@@ -98,19 +99,10 @@ def add_trec_files(folder: Path, split: str) -> None:
     topics, qrels = folder / f"topics.{split}.tsv", folder / f"qrels.{split}.txt"
     if topics.is_file() and qrels.is_file():
         return
-    judged: Dict[str, List[tuple]] = {}
-    with open(folder / "qrels" / f"{split}.tsv", encoding="utf-8") as f:
-        for n, line in enumerate(f):
-            parts = line.rstrip("\n").split("\t")
-            if n == 0 and not parts[-1].lstrip("-").isdigit():
-                continue  # header
-            judged.setdefault(parts[0], []).append((parts[1], parts[2]))
-    with open(folder / "queries.jsonl", encoding="utf-8") as f:
-        texts = {str(q["_id"]): q["text"] for q in map(json.loads, f)}
-    with atomic_file(topics) as f:
-        f.writelines(f"{qid}\t{texts[qid]}\n" for qid in judged)
-    with atomic_file(qrels) as f:
-        f.writelines(f"{qid} 0 {doc} {rel}\n" for qid, docs in judged.items() for doc, rel in docs)
+    judged = read_qrels(folder / "qrels" / f"{split}.tsv")
+    texts = read_topics(folder / "queries.jsonl")
+    write_topics(topics, {qid: texts[qid] for qid in judged})
+    write_qrels(qrels, judged)
 
 
 def scifact_data(data: Optional[str]) -> Path:
@@ -199,19 +191,9 @@ def run_into(name: str, target: Path, command_for, report: Report, *, reuse: boo
     target = Path(target)
     if reuse and target.exists():
         return run(name, command_for(target), report, outputs=[target], reuse=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.partial")
-    if tmp.is_dir():
-        import shutil
-        shutil.rmtree(tmp)
-    elif tmp.exists():
-        tmp.unlink()
-    step = run(name, command_for(tmp), report)
+    with atomic_path(target) as tmp:
+        step = run(name, command_for(tmp), report)
     step.command = command_for(target)  # what a user would type
-    if target.is_dir():
-        import shutil
-        shutil.rmtree(target)
-    os.replace(tmp, target)
     return step
 
 
@@ -258,9 +240,13 @@ def encoder_tag(encoder: str) -> str:
     return f"{name}-{model_fingerprint(load_hypencoder(encoder))[:8]}"
 
 
+def precision(args) -> str:
+    return "bf16" if args.bf16 else "fp32"
+
+
 def encoder_flags(args) -> List[str]:
     flags = ["--encoder", args.encoder, "--batch-size", str(args.batch_size)]
-    if not args.fp32:
+    if args.bf16:
         flags.append("--bf16")
     if args.threads:
         flags += ["--threads", str(args.threads)]
@@ -274,17 +260,17 @@ def reproduce_scifact(args) -> Report:
     indexes, runs = Path(args.indexes_dir), Path(args.runs_dir)
     tag = encoder_tag(args.encoder)
     report = Report(f"SciFact test ({count_lines(topics)} queries, {count_lines(data / 'corpus.jsonl')} documents; "
-                    f"data: {_short(str(data))}; encoder: {args.encoder} [{tag}], {'fp32' if args.fp32 else 'bf16'})")
+                    f"data: {_short(str(data))}; encoder: {args.encoder} [{tag}], {precision(args)})")
 
     collection = indexes / "collections" / "scifact-flat"
     lucene = indexes / "lucene.scifact-flat"
-    dense = indexes / f"scifact.hypencoder.{tag}.{'fp32' if args.fp32 else 'bf16'}"
+    dense = indexes / f"scifact.hypencoder.{tag}.{precision(args)}"
     bm25_run = runs / "run.scifact.bm25-flat.trec"
     exact_run = runs / f"run.scifact.hypencoder.{tag}.exact.trec"
     rerank_run = runs / f"run.scifact.bm25-flat.hypencoder.{tag}.rerank{args.rerank_depth}.trec"
 
-    if not (lucene.exists() and args.reuse):
-        write_flat_collection(data / "corpus.jsonl", collection / "docs.jsonl")
+    if not (lucene.exists() and args.reuse):   # BEIR "flat": title and text in one contents field
+        write_json_collection(JsonlCorpus(data / "corpus.jsonl"), collection / "docs.jsonl")
     run_into("BM25 index", lucene, lambda out: python_m(
         "pyserini.index.lucene", "--collection", "JsonCollection", "--input", collection, "--index", out,
         "--generator", "DefaultLuceneDocumentGenerator", "--threads", args.threads or 2, "--storeRaw"),
@@ -325,7 +311,7 @@ def reproduce_dl19(args) -> Report:
     queries = count_lines(data / "topics.test.tsv")
     report = Report(f"TREC DL 2019 passage, reranking BM25 top {args.rerank_depth} ({queries} queries; candidates "
                     f"encoded from {_short(str(data / 'corpus.jsonl'))}; encoder: {args.encoder} [{tag}], "
-                    f"{'fp32' if args.fp32 else 'bf16'})")
+                    f"{precision(args)})")
     bm25_run, qrels = data / "runs" / "bm25.trec", data / "qrels.test.txt"
     rerank_run = Path(args.runs_dir) / f"run.dl19-passage.bm25.hypencoder.{tag}.rerank{args.rerank_depth}.trec"
     rerank = run("BM25 + Hypencoder rerank", python_m(
@@ -345,20 +331,6 @@ def reproduce_dl19(args) -> Report:
 def count_lines(path: Path) -> int:
     with open(path, encoding="utf-8") as f:
         return sum(1 for line in f if line.strip())
-
-
-def write_flat_collection(corpus: Path, out: Path) -> None:
-    """BEIR corpus -> Pyserini JsonCollection ``{"id", "contents": "title text"}`` (BEIR "flat"), atomically."""
-    from .encoders import join_title
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(corpus, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as dst:
-        for line in src:
-            if line.strip():
-                doc = json.loads(line)
-                contents = join_title(doc.get("title") or "", doc.get("text") or "")
-                dst.write(json.dumps({"id": str(doc["_id"]), "contents": contents}) + "\n")
-    os.replace(tmp, out)
 
 
 def print_report(report: Report, file=sys.stdout) -> None:
@@ -382,9 +354,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("dataset", choices=("scifact", "dl19"))
     parser.add_argument("--data", metavar="DIR", help="dataset folder (default: ../shared/data/..., else download)")
     parser.add_argument("--encoder", default="default", metavar="PATH_OR_ID", help="Hypencoder model (default)")
-    parser.add_argument("--fp32", action="store_true", help="fp32 instead of bf16 matrix products")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
+                        help="bf16 matrix products (the default; --no-bf16 for fp32)")
+    parser.add_argument("--fp32", dest="bf16", action="store_false", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
-    parser.add_argument("--threads", type=positive_int, default=None, metavar="N")
     parser.add_argument("--hits", type=positive_int, default=1000, metavar="K")
     parser.add_argument("--rerank-depth", type=positive_int, default=100, metavar="N")
     parser.add_argument("--indexes-dir", default="indexes", metavar="DIR")
@@ -392,12 +365,13 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--summary", metavar="FILE", help="also write the numbers, runs and timings as JSON")
     parser.add_argument("--no-reuse", dest="reuse", action="store_false",
                         help="rebuild indexes and the BM25 run even when present")
+    add_common_args(parser)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging()
+    setup_logging(args.verbose)
     job = reproduce_scifact if args.dataset == "scifact" else reproduce_dl19
     try:
         report = job(args)

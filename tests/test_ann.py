@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from pyserini_hypencoder.ann import (add_graph, add_ivf, build_graph, build_ivf, graph_search, has_graph, has_ivf,
-                                     ivf_candidates, ivf_search)
+from pyserini_hypencoder.ann import (add_graph, add_ivf, build_graph, build_ivf, graph_search, ivf_candidates,
+                                     ivf_search, walk)
 from pyserini_hypencoder.index import DenseIndex, write_index
 from pyserini_hypencoder.model.qnet import QNetBatch, QNetSpec
 from pyserini_hypencoder.search.exact import exact_search
@@ -31,7 +31,7 @@ def small(tmp_path_factory):
 
 def test_missing_structures_name_the_command(small):
     index, _ = small
-    assert not has_graph(index) and not has_ivf(index)
+    assert not index.has_structure("graph") and not index.has_structure("ivf")
     with pytest.raises(ValueError, match="python -m pyserini_hypencoder.index --index .* --add graph"):
         graph_search(random_qnets(2), index, 5)
     with pytest.raises(ValueError, match="--add ivf"):
@@ -54,7 +54,7 @@ def test_complete_graph_equals_exact(tmp_path, variant):
     index, vectors = make_index(tmp_path / "idx", 200)
     add_graph(index, neighbours=199, method="exact", progress=False)
     index = DenseIndex.open(index.path)
-    assert has_graph(index) and index.meta["structures"]["graph"]["neighbours"] == 199
+    assert index.has_structure("graph") and index.meta["structures"]["graph"]["neighbours"] == 199
     qnets = random_qnets(5)
     exact_s, exact_r = exact_search(qnets, index, 20)
     s, r = graph_search(qnets, index, 20, entry_points=3, n_candidates=200, max_iter=3, variant=variant,
@@ -82,8 +82,8 @@ def test_graph_search_budget_and_early_stop(small):
     index, vectors = small
     graph = build_graph(vectors, neighbours=8, method="exact", progress=False)
     qnets = random_qnets(4)
-    s, r, scored = graph_search(qnets, None, 10, graph=graph, vectors=vectors, entry_points=16, n_candidates=4,
-                                max_iter=3, early_stop=False, return_stats=True)
+    found = walk(qnets, vectors, graph, 10, entry_points=16, n_candidates=4, max_iter=3, early_stop=False)
+    s, r, scored = found.scores, found.rows, found.scored
     assert (scored <= 16 + 2 * 4 * 8).all() and (scored > 16).all()
     assert torch.all(s[:, :-1] >= s[:, 1:])  # best first
     for qi in range(4):  # results are the true scores of distinct rows
@@ -91,21 +91,25 @@ def test_graph_search_budget_and_early_stop(small):
         assert len(set(rows.tolist())) == len(rows)
         assert torch.allclose(qnets[qi].score(vectors[rows.numpy()])[0], s[qi][: len(rows)], atol=1e-5)
     # more steps never hurt with the reference semantics
-    s_long, _ = graph_search(qnets, None, 10, graph=graph, vectors=vectors, entry_points=16, n_candidates=4,
-                             max_iter=30, early_stop=False)
-    assert torch.all(s_long.sum(1) >= s.sum(1) - 1e-5)
+    long = walk(qnets, vectors, graph, 10, entry_points=16, n_candidates=4, max_iter=30, early_stop=False)
+    assert torch.all(long.scores.sum(1) >= s.sum(1) - 1e-5)
+    # the default stops a query once nothing enters its top k: fewer documents scored, the same top k
+    early = walk(qnets, vectors, graph, 10, entry_points=16, n_candidates=4, max_iter=30)
+    assert (early.scored <= long.scored).all() and early.scored.sum() < long.scored.sum()
+    assert torch.all(early.scores.sum(1) >= s.sum(1) - 1e-5)
 
 
 def test_ivf_all_lists_equals_exact(tmp_path):
     index, vectors = make_index(tmp_path / "idx", 400)
     info = add_ivf(index, nlist=10, progress=False)
     index = DenseIndex.open(index.path)
-    assert has_ivf(index) and info["nlist"] == 10
+    assert index.has_structure("ivf") and info["nlist"] == 10
     qnets = random_qnets(6)
     exact_s, exact_r = exact_search(qnets, index, 30)
     s, r = ivf_search(qnets, index, 30, nprobe=10)
     assert torch.equal(r, exact_r) and torch.allclose(s, exact_s, atol=1e-5)
-    s, r, scored = ivf_search(qnets, index, 500, nprobe=2, return_stats=True)
+    found = ivf_search(qnets, index, 500, nprobe=2)
+    r, scored = found.rows, found.scored
     assert r.shape == (6, 400) and (scored < 400 + 10).all()
     assert ((r >= 0).sum(1) == scored - 10).all()  # every pool member returned, padding after
 
@@ -123,7 +127,7 @@ def test_ivf_pool_is_the_probed_lists_and_seeds_graph(small):
             want |= set(ivf["order"][ivf["offsets"][lst]:ivf["offsets"][lst + 1]].tolist())
         assert set(pool[qi][pool[qi] >= 0].tolist()) == want
     graph = build_graph(vectors, neighbours=8, progress=False)
-    s, r = graph_search(qnets, None, 10, graph=graph, vectors=vectors, initial_candidates=pool, max_iter=1)
+    s, r = walk(qnets, vectors, graph, 10, initial_candidates=pool, max_iter=1)
     exact_pool = [qnets[qi].score(vectors[pool[qi][pool[qi] >= 0].numpy()])[0].topk(10).values for qi in range(3)]
     assert torch.allclose(s, torch.stack(exact_pool), atol=1e-5)
 
@@ -136,7 +140,8 @@ def test_graph_search_seeded_by_ivf_from_the_index(tmp_path):
         graph_search(qnets, index, 10, ivf_nprobe=2)
     add_ivf(index, nlist=6, progress=False)
     index = DenseIndex.open(index.path)
-    s, r, scored = graph_search(qnets, index, 10, ivf_nprobe=6, max_iter=1, return_stats=True)
+    found = graph_search(qnets, index, 10, ivf_nprobe=6, max_iter=1)
+    r, scored = found.rows, found.scored
     exact_s, exact_r = exact_search(qnets, index, 10)
     assert torch.equal(r, exact_r) and (scored == 300 + 6).all()  # all lists = every document, plus centroids
 
@@ -159,7 +164,7 @@ def test_index_cli_adds_structures_and_reports_errors(tmp_path, capsys):
     assert run_cli(main, ["--index", str(index.path), "--add", "graph", "--neighbours", "5"], prog) == 0
     assert run_cli(main, ["--index", str(index.path), "--add", "ivf", "--nlist", "4"], prog) == 0
     reopened = DenseIndex.open(index.path)
-    assert has_graph(reopened) and has_ivf(reopened)
+    assert reopened.has_structure("graph") and reopened.has_structure("ivf")
     assert reopened.meta["structures"]["graph"]["neighbours"] == 5 and reopened.meta["structures"]["ivf"]["nlist"] == 4
     assert np.load(index.path / "graph.npy").shape == (120, 5)
     assert not [p for p in index.path.iterdir() if p.name.startswith(".")]  # no temporary files left
@@ -193,7 +198,8 @@ def test_surrogate_all_candidates_equals_exact(small):
     index, _ = small
     qnets = random_qnets(4)
     exact_s, exact_r = exact_search(qnets, index, 25)
-    s, r, scored = surrogate_search(qnets, index, 25, candidates=index.num_docs, return_stats=True)
+    found = surrogate_search(qnets, index, 25, candidates=index.num_docs)
+    s, r, scored = found.scores, found.rows, found.scored
     assert torch.equal(r, exact_r) and torch.allclose(s, exact_s)
     assert scored.tolist() == [index.num_docs] * 4
 
@@ -203,7 +209,8 @@ def test_surrogate_finds_the_top_of_near_linear_qnets_with_few_candidates(tmp_pa
     index, _ = make_index(tmp_path / "idx", 3000, seed=3)
     qnets = near_linear_qnets(8, seed=4)
     _, exact_r = exact_search(qnets, index, 10)
-    s, r, scored = surrogate_search(qnets, index, 10, candidates=60, anchors=64, return_stats=True)
+    found = surrogate_search(qnets, index, 10, candidates=60, anchors=64)
+    s, r, scored = found.scores, found.rows, found.scored
     hits = sum(len(set(a) & set(b)) for a, b in zip(r.tolist(), exact_r.tolist()))
     assert hits / exact_r.numel() >= 0.95
     assert scored.tolist() == [60 + 64] * 8  # candidates plus anchors, far below N

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pyserini_hypencoder.reproduce import evaluate
-from pyserini_hypencoder.runfiles import read_run
+from pyserini_hypencoder.formats import read_run
 
 ENCODER = "default"
 BM25_NDCG10 = 0.5058  # the published run (Anserini regression)

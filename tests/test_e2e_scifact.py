@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from pyserini_hypencoder.reproduce import evaluate
-from pyserini_hypencoder.runfiles import read_run, read_topics
+from pyserini_hypencoder.formats import read_run, read_topics
 
 ENCODER = "default"
 HITS = 100

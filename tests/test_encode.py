@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from pyserini_hypencoder.cli import run_cli
-from pyserini_hypencoder.encode import JsonlCorpus, encode_corpus
+from pyserini_hypencoder.encode import encode_corpus
+from pyserini_hypencoder.formats import JsonlCorpus
 from pyserini_hypencoder.encode._cli import PROG, main, merge_main
-from pyserini_hypencoder.encoders import HypencoderDocumentEncoder, join_title
+from pyserini_hypencoder.encoders import HypencoderDocumentEncoder
+from pyserini_hypencoder.formats import join_title
 from pyserini_hypencoder.index import DenseIndex, IndexWriter, partial_dir_for
 
 WORDS = ("hyper network query passage retrieval score neural search embedding documents paris france capital "
@@ -67,7 +69,7 @@ def test_corpus_forms(tmp_path):
     assert [d for d, _ in JsonlCorpus(tmp_path / "pys.jsonl")] == [d for d, _ in expected]  # default: contents
     assert list(JsonlCorpus(tmp_path / "pys.jsonl"))[1][1] == pyserini[1]["contents"].strip()
     # a title beside Pyserini's contents: both are encoded, as the reranker reads the same record
-    from pyserini_hypencoder.encoders import document_text
+    from pyserini_hypencoder.formats import document_text
     titled = [{"id": d["_id"], "title": d["title"], "contents": d["text"]} for d in docs]
     _write_jsonl(tmp_path / "titled.jsonl", titled)
     assert list(JsonlCorpus(tmp_path / "titled.jsonl")) == expected
@@ -104,7 +106,7 @@ def test_encode_matches_encoder(tmp_path, beir, checkpoint, encoder):
     docs = _docs()
     assert index.docids == [d["_id"] for d in docs]
     reference = encoder.encode(texts=[d["text"] for d in docs], titles=[d["title"] for d in docs])
-    np.testing.assert_allclose(index.block(0, N_DOCS).numpy(), reference, atol=1e-5)
+    np.testing.assert_allclose(index.vectors.block(0, N_DOCS).numpy(), reference, atol=1e-5)
     meta = index.meta
     assert meta["encoder"] == checkpoint and meta["encoder_fingerprint"] == encoder.fingerprint
     assert (meta["dimension"], meta["dtype"], meta["pooling"], meta["max_length"], meta["bf16"],
@@ -118,14 +120,13 @@ def test_reranker_encodes_missing_candidates_like_the_index(tmp_path, beir, chec
     """Candidates encoded from text use the index's max_length and precision, not the model's defaults."""
     from pyserini_hypencoder.encoders import HypencoderQueryEncoder
     from pyserini_hypencoder.search import HypencoderReranker
-    from pyserini_hypencoder.search.doctext import CorpusTexts
     out = tmp_path / "short"
     assert run_cli(main, _encode_args(beir, out, checkpoint, encoder=["--max-length", "8"])) == 0   # last wins
     index = DenseIndex.open(out)
     assert index.meta["max_length"] == 8
-    reranker = HypencoderReranker(HypencoderQueryEncoder(checkpoint), index=index, texts=CorpusTexts(beir))
+    reranker = HypencoderReranker(HypencoderQueryEncoder(checkpoint), index=index, texts=JsonlCorpus(beir))
     encoded = reranker._encode_texts(index.docids[:3])
-    np.testing.assert_allclose(np.stack([encoded[d] for d in index.docids[:3]]), index.block(0, 3).numpy(),
+    np.testing.assert_allclose(np.stack([encoded[d] for d in index.docids[:3]]), index.vectors.block(0, 3).numpy(),
                                atol=1e-5)
 
 
@@ -147,7 +148,7 @@ def test_resume_equals_uninterrupted(tmp_path, beir, checkpoint, encoder, monkey
     assert not (tmp_path / "resumed").exists() and partial_dir_for(tmp_path / "resumed").is_dir()
     monkeypatch.setattr(IndexWriter, "add", real_add)
     encoded = []
-    from pyserini_hypencoder.encode._encode import ChunkEncoder
+    from pyserini_hypencoder.encoders import ChunkEncoder
     real_encode = ChunkEncoder.encode
     monkeypatch.setattr(ChunkEncoder, "encode", lambda self, texts: encoded.append(len(texts)) or
                         real_encode(self, texts))
@@ -175,7 +176,7 @@ def test_shards_and_merge_equal_whole(tmp_path, checkpoint):
     assert run_cli(merge_main, ["--shards", *shards, "--output", str(tmp_path / "merged")]) == 0
     whole, merged = DenseIndex.open(tmp_path / "whole"), DenseIndex.open(tmp_path / "merged")
     assert merged.docids == whole.docids == [d["_id"] for d in docs]
-    np.testing.assert_allclose(merged.block(0, N_DOCS).numpy(), whole.block(0, N_DOCS).numpy(), atol=1e-3)
+    np.testing.assert_allclose(merged.vectors.block(0, N_DOCS).numpy(), whole.vectors.block(0, N_DOCS).numpy(), atol=1e-3)
     assert {k: v for k, v in merged.meta.items()} == {k: v for k, v in whole.meta.items()}
     import pyarrow.parquet as pq
     table = pq.read_table(tmp_path / "merged" / merged.meta["parquet"])   # the file its meta names exists

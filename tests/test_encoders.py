@@ -4,8 +4,8 @@ import pytest
 import torch
 from pyserini.encode import DocumentEncoder, QueryEncoder
 
-from pyserini_hypencoder.encoders import (HypencoderDocumentEncoder, HypencoderQueryEncoder, join_title,
-                                          model_fingerprint)
+from pyserini_hypencoder.encoders import HypencoderDocumentEncoder, HypencoderQueryEncoder, model_fingerprint
+from pyserini_hypencoder.formats import join_title
 from pyserini_hypencoder.model import QNetBatch, load_hypencoder
 
 TEXTS = ["The capital of France is Paris.", "Retrieval models score documents for a query.",
@@ -90,6 +90,35 @@ def test_max_length_truncates(encoders):
                                                                               max_length=8))
 
 
-def test_fingerprint_is_stable(encoders, model):
-    q, d = encoders
-    assert q.fingerprint == d.fingerprint == model_fingerprint(model) and len(q.fingerprint) == 16
+def test_fingerprint_describes_the_current_weights(parity_dir):
+    """Stable for the same weights (also across loads); a model trained or edited after it was fingerprinted gets
+    a new fingerprint, equal to a fresh computation, so an index check cannot accept stale weights."""
+    model = load_hypencoder(str(parity_dir / "checkpoint_safetensors"))
+    q, d = HypencoderQueryEncoder(model), HypencoderDocumentEncoder(model)
+    first = model_fingerprint(model)
+    assert q.fingerprint == d.fingerprint == first and len(first) == 16
+    assert model_fingerprint(load_hypencoder(str(parity_dir / "checkpoint_safetensors"))) == first
+    document_side = d.document_fingerprint
+
+    head = model.head.hyper_base_matrices[0]
+    optimizer = torch.optim.SGD([head], lr=0.1)
+    head.grad = torch.ones_like(head)
+    optimizer.step()                                       # a training step on the query side
+    stepped = model_fingerprint(model)
+    assert stepped != first and stepped == _recomputed(model) == q.fingerprint
+    assert d.document_fingerprint == document_side         # the passage side did not change
+    with torch.no_grad():
+        model.backbone.embeddings.word_embeddings.weight[0, 0] += 1.0   # an in-place edit of the backbone
+    edited = model_fingerprint(model)
+    assert edited not in (first, stepped) and edited == _recomputed(model)
+    assert d.document_fingerprint != document_side
+    model.head.hyper_base_vectors[0].data.mul_(2.0)        # through .data, which bypasses version counters
+    assert model_fingerprint(model) == _recomputed(model) != edited
+
+
+def _recomputed(model) -> str:
+    """The fingerprint of a copy of the weights, computed afresh (the copy's cached digest removed)."""
+    import copy
+    clone = copy.deepcopy(model)
+    clone.__dict__.pop("_weights_fingerprint", None)
+    return model_fingerprint(clone)

@@ -33,17 +33,17 @@ def test_round_trip(tmp_path, dtype):
     index = DenseIndex.open(tmp_path / "ix")
     assert index.docids == docids and index.num_docs == 37 and index.dimension == 12
     assert index.storage_dtype == dtype and index.meta["dtype"] == dtype
-    assert index.vectors.dtype == {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}[dtype]
-    assert isinstance(index.vectors, np.memmap)  # not read into memory
+    assert index.vectors.stored.dtype == {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}[dtype]
+    assert isinstance(index.vectors.stored, np.memmap)  # not read into memory
     expected = _expected(vectors, dtype)
-    np.testing.assert_array_equal(index.block(0, 37).numpy(), expected)
-    np.testing.assert_array_equal(index.block(5, 9).numpy(), expected[5:9])
-    assert index.block(30, 99).shape == (7, 12)  # clipped at the end
-    assert index.block(0, 4, dtype=torch.bfloat16).dtype == torch.bfloat16
-    np.testing.assert_array_equal(index.rows([9, 2, 9]).numpy(), expected[[9, 2, 9]])
+    np.testing.assert_array_equal(index.vectors.block(0, 37).numpy(), expected)
+    np.testing.assert_array_equal(index.vectors.block(5, 9).numpy(), expected[5:9])
+    assert index.vectors.block(30, 99).shape == (7, 12)  # clipped at the end
+    assert index.vectors.block(0, 4, dtype=torch.bfloat16).dtype == torch.bfloat16
+    np.testing.assert_array_equal(index.vectors.rows([9, 2, 9]).numpy(), expected[[9, 2, 9]])
     in_memory = DenseIndex.open(tmp_path / "ix", mmap=False)
-    assert not isinstance(in_memory.vectors, np.memmap)
-    np.testing.assert_array_equal(in_memory.block(0, 37).numpy(), expected)
+    assert not isinstance(in_memory.vectors.stored, np.memmap)
+    np.testing.assert_array_equal(in_memory.vectors.block(0, 37).numpy(), expected)
     meta = json.loads((tmp_path / "ix" / "meta.json").read_text())
     assert meta["format"] == "pyserini-hypencoder-index" and meta["version"] == 1
     assert {k: meta[k] for k in META} == META
@@ -58,7 +58,7 @@ def test_memmap_offset_matches_faiss(tmp_path):
     write_index(tmp_path / "ix", docids, vectors, META)
     faiss_index = faiss.read_index(str(tmp_path / "ix" / "index"))
     assert isinstance(faiss_index, faiss.IndexFlatIP) and faiss_index.ntotal == 5 and faiss_index.d == 3
-    np.testing.assert_array_equal(np.asarray(DenseIndex.open(tmp_path / "ix").vectors),
+    np.testing.assert_array_equal(np.asarray(DenseIndex.open(tmp_path / "ix").vectors.stored),
                                   faiss_index.reconstruct_n(0, 5))
     # our header equals the one faiss writes itself
     reference = faiss.IndexFlatIP(3)
@@ -153,7 +153,7 @@ def test_resumable_writer(tmp_path):
         writer.add(docids[20:], vectors[20:])
     index = DenseIndex.open(tmp_path / "ix")
     assert index.docids == docids
-    np.testing.assert_array_equal(index.block(0, 37).numpy(), vectors)
+    np.testing.assert_array_equal(index.vectors.block(0, 37).numpy(), vectors)
     assert sorted(os.listdir(tmp_path)) == ["ix"]
 
 
@@ -213,7 +213,7 @@ def test_merge_shards(tmp_path):
     merge_indexes([tmp_path / "s2", tmp_path / "s0", tmp_path / "s1"], tmp_path / "all")  # shard order wins
     merged = DenseIndex.open(tmp_path / "all")
     assert merged.docids == docids and "shard" not in merged.meta and merged.storage_dtype == "float16"
-    np.testing.assert_array_equal(merged.block(0, 10).numpy(), _expected(vectors, "float16"))
+    np.testing.assert_array_equal(merged.vectors.block(0, 10).numpy(), _expected(vectors, "float16"))
     with pytest.raises(ValueError, match="each shard id"):
         merge_indexes([tmp_path / "s0", tmp_path / "s2"], tmp_path / "bad")
     write_index(tmp_path / "other", ["x"], vectors[:1], {**META, "encoder_fingerprint": "0" * 16,

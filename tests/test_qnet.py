@@ -1,4 +1,4 @@
-"""QNetBatch: the loop-free batched engine and the per-query engine give the same scores."""
+"""QNetBatch: the loop-free batched engine and the per-query engine (the default) give the same scores."""
 import numpy as np
 import pytest
 import torch
@@ -19,13 +19,15 @@ def _qnets(dims, q=5, dtype=torch.float32, seed=0, **spec):
 def test_engines_agree(dims, spec, dtype):
     qnets = _qnets(dims, dtype=dtype, **spec)
     docs = np.random.default_rng(1).standard_normal((3000, dims[0])).astype(np.float32)
-    batched = qnets.score(docs)
+    batched = qnets.score(docs, engine="batched")
     per_query = qnets.score(docs, engine="per_query")
     assert batched.shape == (5, 3000) and batched.dtype == torch.float32
     assert torch.allclose(batched, per_query, atol=1e-4)
+    assert torch.equal(qnets.score(docs), per_query)   # the default engine on a CPU
+    assert torch.equal(qnets.with_config(engine="batched").score(docs), batched)
     cands = torch.from_numpy(docs[:700]).expand(5, -1, -1)
+    assert torch.allclose(qnets.score_candidates(cands, engine="batched"), batched[:, :700], atol=1e-4)
     assert torch.allclose(qnets.score_candidates(cands), batched[:, :700], atol=1e-4)
-    assert torch.allclose(qnets.score_candidates(cands, engine="per_query"), batched[:, :700], atol=1e-4)
 
 
 def test_scores_match_a_plain_mlp():
@@ -53,19 +55,25 @@ def test_bad_inputs():
 
 
 @pytest.mark.parametrize("dims,spec", [((16, 16, 1), {"do_residual_on_last": True}), ((16, 16, 16, 1), {}),
-                                       ((16, 16, 16, 1), {"do_residual_on_last": True}), ((16, 24, 1), {}),
-                                       ((16, 16, 1), {"do_residual_on_last": True, "do_layer_norm": False})])
+                                       ((16, 16, 16, 1), {"do_residual_on_last": True}), ((16, 24, 1), {})])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_last_block_equals_the_plain_block(dims, spec, dtype, monkeypatch):
+def test_fused_last_block_equals_the_plain_block(dims, spec, dtype):
     """The per_query engine's fused layer norm + residual + final product gives the unfused scores."""
-    import pyserini_hypencoder.model.qnet as qnet
-    qnets = _qnets(dims, dtype=dtype, **spec)
+    fused_nets = _qnets(dims, dtype=dtype, **spec)
+    plain_nets = fused_nets.with_config(fuse_last_block=False)
+    assert fused_nets._fuses_last_block() and not plain_nets._fuses_last_block()   # two code paths compared
     docs = torch.randn(2000, dims[0], generator=torch.Generator().manual_seed(2))
-    monkeypatch.setattr(qnet, "FUSE_LAST_BLOCK", False)
-    plain = qnets.score(docs, engine="per_query")
-    cands_plain = qnets.score_candidates(docs[:300].expand(5, -1, -1), engine="per_query")
-    monkeypatch.setattr(qnet, "FUSE_LAST_BLOCK", True)
-    fused = qnets.score(docs, engine="per_query")
+    cands = docs[:300].expand(5, -1, -1)
+    plain, fused = plain_nets.score(docs, engine="per_query"), fused_nets.score(docs, engine="per_query")
+    assert not torch.equal(fused, plain)   # different arithmetic, the same scores up to rounding
     assert torch.allclose(fused, plain, atol=2e-5, rtol=1e-5)
-    assert torch.allclose(qnets.score_candidates(docs[:300].expand(5, -1, -1), engine="per_query"), cands_plain,
-                          atol=2e-5, rtol=1e-5)
+    assert torch.allclose(fused_nets.score_candidates(cands, engine="per_query"),
+                          plain_nets.score_candidates(cands, engine="per_query"), atol=2e-5, rtol=1e-5)
+
+
+def test_no_layer_norm_is_never_fused():
+    """Without a layer norm there is nothing to fold: the per_query engine runs the plain block, as batched does."""
+    qnets = _qnets((16, 16, 1), do_residual_on_last=True, do_layer_norm=False)
+    assert not qnets._fuses_last_block()
+    docs = torch.randn(500, 16, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(qnets.score(docs), qnets.score(docs, engine="batched"), atol=1e-5)

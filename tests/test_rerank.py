@@ -7,7 +7,7 @@ import torch
 
 from pyserini_hypencoder.index import write_index
 from pyserini_hypencoder.model.qnet import QNetBatch, QNetSpec
-from pyserini_hypencoder.runfiles import RunEntry
+from pyserini_hypencoder.formats import RunEntry
 from pyserini_hypencoder.search import HypencoderReranker
 
 DIM = 8

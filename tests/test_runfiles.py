@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pyserini_hypencoder._fsutil import atomic_file
-from pyserini_hypencoder.runfiles import RunEntry, format_run_lines, rank_hits, read_run, read_topics, write_run
+from pyserini_hypencoder.formats import RunEntry, format_run_lines, rank_hits, read_run, read_topics, write_run
 
 
 # -- topics ---------------------------------------------------------------------------------------------------------

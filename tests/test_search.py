@@ -80,7 +80,7 @@ def test_exact_search_matches_brute_force_over_blocks(corpus):
 
 def test_search_equals_brute_force(index_dir, corpus):
     encoder = FakeQueryEncoder()
-    searcher = HypencoderSearcher(index_dir, encoder, block_size=50)
+    searcher = HypencoderSearcher(index_dir, encoder, search_params={"block_size": 50})
     docids = [f"doc{i:03d}" for i in range(len(corpus))]
     hits = searcher.search("what is a q-net", k=25)
     assert all(isinstance(h, DenseSearchResult) for h in hits)
@@ -115,7 +115,8 @@ def test_ties_ordered_by_docid_across_the_cut(tmp_path):
     top_score = float(encoder.encode("tie").score(torch.from_numpy(same[None]))[0, 0])
     others = encoder.encode("tie").score(torch.from_numpy(vectors[40:]))[0]
     assert bool((others < top_score).all()), "the synthetic tie must be the best score"
-    searcher = HypencoderSearcher(make_index(tmp_path / "ties", vectors, docids), encoder, block_size=8)
+    searcher = HypencoderSearcher(make_index(tmp_path / "ties", vectors, docids), encoder,
+                                  search_params={"block_size": 8})
     hits = searcher.search("tie", k=12)
     assert [h.docid for h in hits] == [f"t{i:02d}" for i in range(12)]
     assert len({h.score for h in hits}) == 1
@@ -130,7 +131,8 @@ def test_duplicate_documents_tie_whatever_block_they_fall_in(tmp_path, block_siz
     vectors = np.stack([same] * 20 + [rng.standard_normal(64).astype(np.float32) * 0.01 for _ in range(5)])
     docids = [f"t{i:02d}" for i in range(20)] + [f"o{i}" for i in range(5)]
     encoder = FakeQueryEncoder(spec=QNetSpec((64, 64, 1)))
-    searcher = HypencoderSearcher(make_index(tmp_path / "dup", vectors, docids), encoder, block_size=block_size)
+    searcher = HypencoderSearcher(make_index(tmp_path / "dup", vectors, docids), encoder,
+                                  search_params={"block_size": block_size})
     assert [h.docid for h in searcher.search("tie", k=5)] == ["t00", "t01", "t02", "t03", "t04"]
 
 
@@ -166,8 +168,25 @@ def test_bad_arguments(index_dir):
         searcher.search("  ")
     with pytest.raises(ValueError, match="2 queries but 1 query ids"):
         searcher.batch_search(["a", "b"], ["1"])
-    with pytest.raises(ValueError, match="unknown search strategy"):
-        HypencoderSearcher(index_dir, FakeQueryEncoder(), search="hnsw")
+    with pytest.raises(ValueError, match="unknown search strategy 'hnsw'; expected one of exact, graph, ivf, surrogate"):
+        HypencoderSearcher(index_dir, FakeQueryEncoder(), strategy="hnsw")
+    with pytest.raises(ValueError, match="unknown surrogate search parameter 'nprobe'"):
+        HypencoderSearcher(index_dir, FakeQueryEncoder(), strategy="surrogate", search_params={"nprobe": 3})
+    with pytest.raises(ValueError, match="'candidates' must be at least 1, got 0"):
+        HypencoderSearcher(index_dir, FakeQueryEncoder(), strategy="surrogate", search_params={"candidates": 0})
+
+
+def test_deprecated_keywords_still_work(index_dir):
+    """``search=`` (the old name of ``strategy=``) and ``block_size=`` warn and mean what they meant."""
+    with pytest.warns(DeprecationWarning, match="strategy="):
+        old = HypencoderSearcher(index_dir, FakeQueryEncoder(), search="surrogate")
+    assert old.strategy.name == "surrogate"
+    with pytest.warns(DeprecationWarning, match="block_size"):
+        blocked = HypencoderSearcher(index_dir, FakeQueryEncoder(), block_size=7)
+    assert blocked.search_params == {"block_size": 7}
+    plain = HypencoderSearcher(index_dir, FakeQueryEncoder())
+    assert [(h.docid, h.score) for h in blocked.search("a query", k=5)] == \
+        [(h.docid, h.score) for h in plain.search("a query", k=5)]
 
 
 def test_missing_index_files(tmp_path, corpus):

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from pyserini_hypencoder.cli import run_cli
-from pyserini_hypencoder.encoders import HypencoderDocumentEncoder, HypencoderQueryEncoder, join_title
+from pyserini_hypencoder.encoders import HypencoderDocumentEncoder, HypencoderQueryEncoder
+from pyserini_hypencoder.formats import join_title
 from pyserini_hypencoder.index import write_index
-from pyserini_hypencoder.runfiles import read_run
+from pyserini_hypencoder.formats import read_run
 from pyserini_hypencoder.search import HypencoderSearcher
 from pyserini_hypencoder.search._main import main
 
@@ -150,13 +151,28 @@ def test_rerank_msmarco_run_without_index(world, tmp_path):
     assert {e.docid for e in read_run(out)["1"]} == {"D5", "D6", "D35"}
 
 
-@pytest.mark.parametrize("case", [
-    "hits0", "hits-neg", "missing-topics", "malformed-topics", "empty-query", "run-columns", "unknown-docids",
-    "docid-not-in-corpus", "index-missing-files", "no-index", "fingerprint", "dimension", "output-dir",
-    "truncated-gzip-topics", "device-gpu", "block-size-with-rerank", "internal-search-param",
-    "rerank-depth-without-rerank", "run-mixed-columns",
+@pytest.mark.parametrize("case,message", [
+    ("hits0", "argument --hits: expected a positive integer, got 0"),
+    ("hits-neg", "argument --hits: expected a positive integer, got -5"),
+    ("missing-topics", "absent.tsv: topics file not found"),
+    ("malformed-topics", "topics.tsv:1: expected 'qid<TAB>query text', got '1 no tab'"),
+    ("empty-query", "topics.tsv:2: empty query text for query 2"),
+    ("run-columns", "run.trec:1: expected 6 columns (TREC) or 3/4 columns (MS MARCO), got 5"),
+    ("unknown-docids", "1 candidate documents are not in the index and there is no text source"),
+    ("docid-not-in-corpus", "1 candidate documents are unknown to the index and to the text source"),
+    ("index-missing-files", "index directory lacks the index file"),
+    ("no-index", "--index is required"),
+    ("fingerprint", "the index was built with encoder 'someone-else'"),
+    ("dimension", "the index holds 8-d vectors"),
+    ("output-dir", "output is a directory"),
+    ("truncated-gzip-topics", "topics.tsv.gz: damaged gzip file"),
+    ("device-gpu", "argument --device: not a torch device: 'gpu'"),
+    ("block-size-with-rerank", "--strategy and its parameters apply to full search, not to --rerank"),
+    ("internal-search-param", "unknown surrogate search parameter 'vectors'"),
+    ("rerank-depth-without-rerank", "--corpus, --lucene-index and --rerank-depth are for reranking"),
+    ("run-mixed-columns", "run.trec:2: 3 columns, but the run's first line has 6"),
 ])
-def test_bad_input_one_line_exit_2_no_output(world, tmp_path, capsys, case):
+def test_bad_input_one_line_exit_2_no_output(world, tmp_path, capsys, case, message):
     out = tmp_path / "out" / "run.trec"
     base = ["--encoder", world["encoder"], "--output", out]
     topics, index = ["--topics", world["topics"]], ["--index", world["full"]]
@@ -207,7 +223,7 @@ def test_bad_input_one_line_exit_2_no_output(world, tmp_path, capsys, case):
         p.write_text("1 Q0 D1 1 3.0 t\n", encoding="utf-8")
         argv = topics + index + base + ["--rerank", p, "--block-size", "4"]
     elif case == "internal-search-param":
-        argv = topics + index + base + ["--search", "surrogate", "--search-param", "vectors=x"]
+        argv = topics + index + base + ["--strategy", "surrogate", "--search-param", "vectors=x"]
     elif case == "rerank-depth-without-rerank":
         argv = topics + index + base + ["--rerank-depth", "10"]
     elif case == "run-mixed-columns":
@@ -219,7 +235,7 @@ def test_bad_input_one_line_exit_2_no_output(world, tmp_path, capsys, case):
         argv = topics + index + ["--encoder", world["encoder"], "--output", out]
     assert cli(argv) == 2
     lines = error_lines(capsys)
-    assert len(lines) == 1 and lines[0].startswith(f"{PROG}: error: ")
+    assert len(lines) == 1 and lines[0].startswith(f"{PROG}: error: ") and message in lines[0], lines
     assert not out.is_file()
     if out.parent.exists():
         assert [p for p in out.parent.iterdir() if p != out] == []
@@ -246,32 +262,40 @@ def test_module_entry_point_exit_status(world, tmp_path):
 
 
 def test_graph_and_ivf_strategies_through_the_cli(world, tmp_path, capsys):
-    """--search graph|ivf dispatch to pyserini_hypencoder.ann; with every document reachable they find the exact
-    top hits.  Without the structure: one error line naming the command that adds it."""
+    """--strategy graph|ivf|surrogate run the registered strategies; with every document reachable they find the
+    exact top hits.  Without the structure: one error line naming the command that adds it.  Each strategy's
+    flags are --STRATEGY-PARAM (older spellings still accepted) and apply to that strategy only."""
     from pyserini_hypencoder import ann
     from pyserini_hypencoder.index import DenseIndex
     copy = tmp_path / "ann-index"
     shutil.copytree(world["full"], copy)
     common = ["--topics", world["topics"], "--index", copy, "--encoder", world["encoder"], "--hits", 5]
-    assert cli(common + ["--search", "graph", "--output", tmp_path / "none.trec"]) == 2
+    assert cli(common + ["--strategy", "graph", "--output", tmp_path / "none.trec"]) == 2
     lines = error_lines(capsys)
     assert len(lines) == 1 and "--add graph" in lines[0] and not (tmp_path / "none.trec").exists()
     index = DenseIndex.open(copy)
     ann.add_graph(index, neighbours=8)
     ann.add_ivf(DenseIndex.open(copy), nlist=4)
-    exact, graph, ivf = (tmp_path / f"{name}.trec" for name in ("exact", "graph", "ivf"))
+    exact, graph, ivf, old = (tmp_path / f"{name}.trec" for name in ("exact", "graph", "ivf", "old"))
     assert cli(common + ["--output", exact]) == 0
-    assert cli(common + ["--search", "graph", "--entry-points", 40, "--max-iter", 2, "--output", graph]) == 0
-    assert cli(common + ["--search", "ivf", "--nprobe", 4, "--output", ivf]) == 0
+    assert cli(common + ["--strategy", "graph", "--graph-entry-points", 40, "--graph-max-iter", 2,
+                         "--output", graph]) == 0
+    assert cli(common + ["--strategy", "ivf", "--ivf-nprobe", 4, "--output", ivf]) == 0
     want = {q: [e.docid for e in hits] for q, hits in read_run(exact).items()}
     for path in (graph, ivf):
         assert {q: [e.docid for e in hits] for q, hits in read_run(path).items()} == want
-    assert cli(common + ["--search", "ivf", "--search-param", "bogus=1", "--output", ivf]) == 2
+    assert cli(common + ["--search", "graph", "--entry-points", 40, "--max-iter", 2, "--output", old]) == 0
+    assert old.read_bytes() == graph.read_bytes()   # the old spellings mean the same
+    assert cli(common + ["--strategy", "ivf", "--search-param", "bogus=1", "--output", ivf]) == 2
     assert "unknown ivf search parameter 'bogus'" in error_lines(capsys)[0]
-    assert cli(common + ["--nprobe", 3, "--output", ivf]) == 2
-    assert "--nprobe applies to --search ivf" in error_lines(capsys)[0]
+    assert cli(common + ["--strategy", "ivf", "--search-param", "nprobe=many", "--output", ivf]) == 2
+    assert "ivf search parameter 'nprobe' expects int, got 'many'" in error_lines(capsys)[0]
+    assert cli(common + ["--ivf-nprobe", 3, "--output", ivf]) == 2
+    assert "--ivf-nprobe applies to --strategy ivf, not exact" in error_lines(capsys)[0]
+    assert cli(common + ["--strategy", "graph", "--nprobe", 3, "--output", ivf]) == 2
+    assert "--ivf-nprobe applies to --strategy ivf, not graph" in error_lines(capsys)[0]
     surrogate = tmp_path / "surrogate.trec"  # needs no structure; every document a candidate = exact
-    assert cli(common + ["--search", "surrogate", "--candidates", 1000, "--output", surrogate]) == 0
+    assert cli(common + ["--strategy", "surrogate", "--surrogate-candidates", 1000, "--output", surrogate]) == 0
     assert {q: [e.docid for e in hits] for q, hits in read_run(surrogate).items()} == want
     assert cli(common + ["--candidates", 3, "--output", surrogate]) == 2
-    assert "--candidates applies to --search surrogate" in error_lines(capsys)[0]
+    assert "--surrogate-candidates applies to --strategy surrogate" in error_lines(capsys)[0]

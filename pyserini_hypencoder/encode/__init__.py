@@ -1,5 +1,5 @@
 """Encoding corpora into index directories (``python -m pyserini_hypencoder.encode``); see docs/encoding.md."""
-from ._corpus import JsonlCorpus, Shard, check_shard
-from ._encode import ChunkEncoder, encode_corpus, encoding_meta
+from ._encode import encode_corpus, encoding_meta
+from ._shard import Shard, check_shard
 
-__all__ = ["JsonlCorpus", "Shard", "check_shard", "ChunkEncoder", "encode_corpus", "encoding_meta"]
+__all__ = ["encode_corpus", "encoding_meta", "Shard", "check_shard"]

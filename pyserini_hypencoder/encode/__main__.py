@@ -4,4 +4,5 @@ import sys
 from ..cli import run_cli
 from ._cli import PROG, main
 
-sys.exit(run_cli(main, None, prog=PROG))
+if __name__ == "__main__":
+    sys.exit(run_cli(main, None, prog=PROG))

@@ -103,14 +103,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Dict[str, argparse.Names
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     inp, out, enc = args["input"], args["output"], args["encoder"]
-    cli.setup_logging()
+    cli.setup_logging(enc.verbose)
     cli.set_threads(enc.threads)
     if enc.quiet:
         from transformers.utils import logging as hf_logging
         hf_logging.disable_progress_bar()   # transformers' "Loading weights" bar
-    from ..index._writer import check_target
-    from ._corpus import JsonlCorpus, check_shard
+    from ..formats.corpus import JsonlCorpus
+    from ..index import check_target
     from ._encode import encode_corpus
+    from ._shard import check_shard
 
     # Everything the user can get wrong is checked before the model loads or anything is written.
     check_shard(inp.shard_id, inp.shard_num)
@@ -138,8 +139,10 @@ def merge_main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--shards", nargs="+", required=True, metavar="DIR", help="shard index directories")
     parser.add_argument("--output", required=True, metavar="DIR", help="index directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
+    cli.add_common_args(parser)
     args = parser.parse_args(argv)
-    cli.setup_logging()
+    cli.setup_logging(args.verbose)
+    cli.set_threads(args.threads)
     from ..index import merge_indexes
     print(merge_indexes(args.shards, args.output, overwrite=args.overwrite))
     return 0

@@ -5,66 +5,19 @@ from __future__ import annotations
 import logging
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, List, Tuple
+from typing import Iterable, Tuple
 
-import numpy as np
-import torch
 from tqdm import tqdm
 
-from ..encoders import HypencoderDocumentEncoder
-from ..index import IndexWriter, export_parquet
-from ..index._writer import check_target
-from ._corpus import JsonlCorpus, Shard, check_shard
+from ..encoders import ChunkEncoder, HypencoderDocumentEncoder
+from ..formats.corpus import JsonlCorpus
+from ..index import IndexWriter, check_target, export_parquet
+from ._shard import Shard, check_shard
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 4096
 PARQUET_FILE = "vectors.parquet"
-
-
-class ChunkEncoder:
-    """Encodes a list of texts: tokenized once, sorted by token count, padded per batch, order restored."""
-
-    def __init__(self, encoder: HypencoderDocumentEncoder, *, batch_size: int = 64):
-        self.encoder = encoder
-        self.model = encoder.model
-        self.batch_size = int(batch_size)
-        self.pad_id = int(encoder.tokenizer.pad_token_id or 0)
-
-    def batches(self, texts: List[str]) -> List[Tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-        """(positions in ``texts``, input_ids, attention_mask) per batch, longest documents first."""
-        texts = [t if t else " " for t in texts]  # an empty document still gets [CLS] [SEP]
-        ids = self.encoder.tokenizer(texts, truncation=True, max_length=self.encoder.max_length, padding=False,
-                                     return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        order = np.argsort(-lengths, kind="stable")
-        out = []
-        for start in range(0, len(order), self.batch_size):
-            positions = order[start:start + self.batch_size]
-            width = int(lengths[positions[0]])
-            input_ids = torch.full((len(positions), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(positions), width), dtype=torch.long)
-            for row, position in enumerate(positions):
-                n = int(lengths[position])
-                input_ids[row, :n] = torch.tensor(ids[position], dtype=torch.long)
-                mask[row, :n] = 1
-            out.append((positions, input_ids, mask))
-        return out
-
-    @torch.inference_mode()
-    def encode_batches(self, batches, count: int) -> np.ndarray:
-        vectors = np.empty((count, self.encoder.dimension), dtype=np.float32)
-        device = self.encoder.device
-        for positions, input_ids, mask in batches:
-            out = self.model.encode_passages(input_ids.to(device), mask.to(device), bf16=self.encoder.bf16)
-            vectors[positions] = out.float().cpu().numpy()
-        return vectors
-
-    def encode(self, texts: List[str]) -> np.ndarray:
-        """(len(texts), d) float32 vectors, in the order of ``texts``."""
-        if not texts:
-            return np.zeros((0, self.encoder.dimension), dtype=np.float32)
-        return self.encode_batches(self.batches(list(texts)), len(texts))
 
 
 def _chunks(records: Iterable[Tuple[str, str]], size: int):

@@ -1,13 +1,15 @@
 """The index directory: Pyserini's ``index`` (faiss IndexFlatIP) + ``docid``, plus ``meta.json`` and optional
-16-bit ``vectors.npy``; opened memory-mapped by :class:`DenseIndex`, written atomically by :class:`IndexWriter`.
-See docs/encoding.md for the format."""
+16-bit ``vectors.npy``; opened memory-mapped by :class:`DenseIndex` (its vectors read through :class:`Vectors`),
+written atomically by :class:`IndexWriter`.  See docs/encoding.md for the format."""
 from ._export import export_parquet
 from ._format import (DOCID_FILE, FORMAT, INDEX_FILE, META_FILE, STORAGE_DTYPES, VECTORS_FILE, VERSION,
-                      IndexFormatError, IndexMismatchError, from_storage, to_storage)
+                      IndexFormatError, IndexMismatchError, to_storage)
 from ._merge import merge_indexes
 from ._reader import DenseIndex
-from ._writer import IndexWriter, partial_dir_for, write_index
+from ._writer import IndexWriter, check_target, partial_dir_for, write_index
+from .vectors import Vectors, as_vectors, decode
 
-__all__ = ["DenseIndex", "IndexWriter", "write_index", "merge_indexes", "export_parquet", "IndexFormatError",
-           "IndexMismatchError", "partial_dir_for", "from_storage", "to_storage", "FORMAT", "VERSION", "INDEX_FILE",
-           "DOCID_FILE", "META_FILE", "VECTORS_FILE", "STORAGE_DTYPES"]
+__all__ = ["DenseIndex", "Vectors", "as_vectors", "decode", "IndexWriter", "write_index", "check_target",
+           "merge_indexes", "export_parquet", "IndexFormatError", "IndexMismatchError", "partial_dir_for",
+           "to_storage", "FORMAT", "VERSION", "INDEX_FILE", "DOCID_FILE", "META_FILE", "VECTORS_FILE",
+           "STORAGE_DTYPES"]

@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from ..cli import ArgumentParser, positive_int, run_cli, set_threads, setup_logging
+from ..cli import ArgumentParser, add_common_args, positive_int, run_cli, set_threads, setup_logging
 
 logger = logging.getLogger("pyserini_hypencoder.index")
 
@@ -40,15 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="k-means lists (default ~4 sqrt(N), at most N/8)")
     i.add_argument("--niter", type=positive_int, default=20, metavar="N", help="k-means iterations (default 20)")
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch/faiss CPU threads")
-    p.add_argument("--verbose", action="store_true")
+    add_common_args(p)   # --threads: torch and faiss
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     set_threads(args.threads)
     if args.threads:
         import faiss

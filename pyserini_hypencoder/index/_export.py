@@ -1,13 +1,10 @@
 """Exporting an index's document vectors to Parquet (pyarrow)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Union
 
-import numpy as np
-
-from ._format import from_storage
+from .._fsutil import atomic_file
 from ._reader import DenseIndex
 
 _ROWS = 65536
@@ -25,19 +22,12 @@ def export_parquet(index: Union[DenseIndex, str, Path], path: Union[str, Path], 
     if not isinstance(index, DenseIndex):
         index = DenseIndex.open(index)
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
     schema = pa.schema([("id", pa.string()), ("vector", pa.list_(pa.float32(), index.dimension))])
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for start in range(0, max(index.num_docs, 1), rows_per_group):
-                stop = min(start + rows_per_group, index.num_docs)
-                flat = from_storage(np.asarray(index.vectors[start:stop])).reshape(-1)
-                vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float32()), index.dimension)
-                ids = pa.array(index.docids[start:stop], type=pa.string())
-                writer.write_table(pa.Table.from_arrays([ids, vectors], schema=schema))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as f, pq.ParquetWriter(f, schema) as writer:
+        for start in range(0, max(index.num_docs, 1), rows_per_group):
+            stop = min(start + rows_per_group, index.num_docs)
+            flat = index.vectors.numpy(start, stop).reshape(-1)
+            vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float32()), index.dimension)
+            ids = pa.array(index.docids[start:stop], type=pa.string())
+            writer.write_table(pa.Table.from_arrays([ids, vectors], schema=schema))
     return path

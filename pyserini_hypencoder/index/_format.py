@@ -97,15 +97,6 @@ def read_meta(directory: Path) -> Dict:
     return meta
 
 
-def write_json_atomic(path: Path, data: Dict) -> None:
-    """Write JSON to a temporary name beside ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def to_storage(vectors: np.ndarray, storage_dtype: str) -> np.ndarray:
     """float32 (N, d) -> the stored representation: float32, float16, or uint16 bfloat16 bits (round to nearest)."""
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -116,12 +107,3 @@ def to_storage(vectors: np.ndarray, storage_dtype: str) -> np.ndarray:
     import torch
     bits = torch.from_numpy(np.array(vectors, dtype=np.float32)).to(torch.bfloat16).view(torch.int16).numpy()
     return bits.view(np.uint16)
-
-
-def from_storage(rows: np.ndarray) -> np.ndarray:
-    """Stored rows (float32/float16, or uint16 bfloat16 bits) -> float32."""
-    if rows.dtype == np.uint16:
-        out = np.zeros(rows.shape, dtype=np.uint32)
-        out[...] = rows
-        return (out << 16).view(np.float32)
-    return np.asarray(rows, dtype=np.float32)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence, Union
 
 from ._export import export_parquet
-from ._format import INDEX_FILE, IndexMismatchError
+from ._format import IndexMismatchError
 from ._reader import DenseIndex
 from ._writer import IndexWriter
 
@@ -57,8 +57,7 @@ def merge_indexes(shards: Sequence[Union[str, Path]], out_dir: Union[str, Path],
                      overwrite=overwrite, on_complete=on_complete) as writer:
         for index in indexes:
             # the float32 originals (always in the faiss file), so 16-bit storage is rounded exactly once
-            full = DenseIndex._map_faiss(index.path / INDEX_FILE, index.num_docs, index.dimension)
             for start in range(0, index.num_docs, _ROWS):
-                writer.add(index.docids[start:start + _ROWS], full[start:start + _ROWS])
+                writer.add(index.docids[start:start + _ROWS], index.faiss_vectors.numpy(start, start + _ROWS))
     logger.info("merged %d shards into %s", len(indexes), out_dir)
     return Path(out_dir)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
-import torch
 
+from .._fsutil import write_json
 from ._format import (DOCID_FILE, INDEX_FILE, META_FILE, VECTORS_FILE, IndexFormatError, IndexMismatchError,
-                      read_flat_ip_header, read_meta, write_json_atomic)
+                      read_flat_ip_header, read_meta)
+from .vectors import Vectors
 
 logger = logging.getLogger(__name__)
 
@@ -24,19 +25,49 @@ def _read_docids(path: Path) -> List[str]:
         raise IndexFormatError(f"{path}: unreadable docid file ({exc})") from None
 
 
+def map_faiss(file: Path, n: int, d: int) -> np.ndarray:
+    """The (n, d) float32 rows of a faiss ``IndexFlatIP`` file as a read-only memory map (IndexFormatError if the
+    file is missing or holds another shape)."""
+    if not file.is_file():
+        raise IndexFormatError(f"{file.parent}: index directory lacks the {file.name} file (faiss IndexFlatIP)")
+    fd, fn, offset = read_flat_ip_header(file)
+    if (fd, fn) != (d, n):
+        raise IndexFormatError(f"{file}: faiss index holds {fn} x {fd} vectors, meta.json says {n} x {d}")
+    if n == 0:
+        return np.zeros((0, d), dtype=np.float32)
+    return np.memmap(file, dtype=np.float32, mode="r", offset=offset, shape=(n, d))
+
+
+def _map_npy(file: Path, n: int, d: int, dtype: str) -> np.ndarray:
+    if not file.is_file():
+        raise IndexFormatError(f"{file.parent}: index directory lacks the {file.name} file ({dtype} vectors)")
+    try:
+        vectors = np.load(file, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise IndexFormatError(f"{file}: unreadable vectors file ({exc})") from None
+    expected = np.dtype(np.float16 if dtype == "float16" else np.uint16)
+    if vectors.dtype != expected or vectors.shape != (n, d):
+        raise IndexFormatError(f"{file}: holds {vectors.dtype} {vectors.shape}, meta.json says {dtype} ({n}, {d})")
+    return vectors
+
+
 class DenseIndex:
     """An index directory: ``docids``, ``meta`` and the (N, d) document vectors.
 
-    ``vectors`` is a read-only memory map: float32 rows inside the faiss ``index`` file, or ``vectors.npy``
-    (float16, or uint16 bfloat16 bits) for 16-bit storage.  ``block(start, stop)`` reads a slice as a tensor.
+    ``vectors`` (:class:`~.vectors.Vectors`) reads the searched vectors from a read-only memory map: float32 rows
+    inside the faiss ``index`` file, or ``vectors.npy`` (float16, or uint16 bfloat16 bits) for 16-bit storage.
+    ``faiss_vectors`` are the float32 rows of the faiss file (the same as ``vectors`` for float32 storage).
     """
 
-    def __init__(self, path: Path, meta: Dict, docids: List[str], vectors: np.ndarray):
+    def __init__(self, path: Path, meta: Dict, docids: List[str], vectors: np.ndarray,
+                 faiss_vectors: Optional[np.ndarray] = None):
         self.path = Path(path)
         self.meta = meta
         self.docids = docids
-        self._vectors = vectors
+        self.vectors = Vectors(vectors)
+        self.faiss_vectors = self.vectors if faiss_vectors is None else Vectors(faiss_vectors)
         self._rows: Optional[Dict[str, int]] = None
+        self._cache: Dict[str, Any] = {}
 
     # -- opening -----------------------------------------------------------------------------------
     @classmethod
@@ -52,35 +83,11 @@ class DenseIndex:
         docids = _read_docids(path / DOCID_FILE)
         if len(docids) != n:
             raise IndexFormatError(f"{path / DOCID_FILE}: {len(docids)} docids, but meta.json says {n} documents")
-        faiss_vectors = cls._map_faiss(path / INDEX_FILE, n, d)  # always there: what Pyserini's FAISS tools read
-        vectors = faiss_vectors if dtype == "float32" else cls._map_npy(path / VECTORS_FILE, n, d, dtype)
+        faiss_vectors = map_faiss(path / INDEX_FILE, n, d)  # always there: what Pyserini's FAISS tools read
+        vectors = faiss_vectors if dtype == "float32" else _map_npy(path / VECTORS_FILE, n, d, dtype)
         if not mmap:
             vectors = np.array(vectors)
-        return cls(path, meta, docids, vectors)
-
-    @staticmethod
-    def _map_faiss(file: Path, n: int, d: int) -> np.ndarray:
-        if not file.is_file():
-            raise IndexFormatError(f"{file.parent}: index directory lacks the {file.name} file (faiss IndexFlatIP)")
-        fd, fn, offset = read_flat_ip_header(file)
-        if (fd, fn) != (d, n):
-            raise IndexFormatError(f"{file}: faiss index holds {fn} x {fd} vectors, meta.json says {n} x {d}")
-        if n == 0:
-            return np.zeros((0, d), dtype=np.float32)
-        return np.memmap(file, dtype=np.float32, mode="r", offset=offset, shape=(n, d))
-
-    @staticmethod
-    def _map_npy(file: Path, n: int, d: int, dtype: str) -> np.ndarray:
-        if not file.is_file():
-            raise IndexFormatError(f"{file.parent}: index directory lacks the {file.name} file ({dtype} vectors)")
-        try:
-            vectors = np.load(file, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise IndexFormatError(f"{file}: unreadable vectors file ({exc})") from None
-        expected = np.dtype(np.float16 if dtype == "float16" else np.uint16)
-        if vectors.dtype != expected or vectors.shape != (n, d):
-            raise IndexFormatError(f"{file}: holds {vectors.dtype} {vectors.shape}, meta.json says {dtype} ({n}, {d})")
-        return vectors
+        return cls(path, meta, docids, vectors, None if dtype == "float32" else faiss_vectors)
 
     # -- properties --------------------------------------------------------------------------------
     @property
@@ -99,11 +106,6 @@ class DenseIndex:
         return str(self.meta["dtype"])
 
     @property
-    def vectors(self) -> np.ndarray:
-        """(N, d) read-only array: float32/float16 memmap, or uint16 holding bfloat16 bits."""
-        return self._vectors
-
-    @property
     def structures(self) -> Dict:
         """ANN structures recorded in meta.json (name -> description), e.g. ``{"graph": {...}}``."""
         return dict(self.meta.get("structures") or {})
@@ -113,31 +115,6 @@ class DenseIndex:
                 f"dtype={self.storage_dtype!r}, encoder={self.meta.get('encoder')!r})")
 
     # -- reading -----------------------------------------------------------------------------------
-    def block(self, start: int, stop: int, *, device: Union[str, torch.device] = "cpu",
-              dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Rows [start, stop) as a (stop - start, d) tensor of ``dtype`` on ``device`` (a copy)."""
-        start, stop = max(0, int(start)), min(self.num_docs, int(stop))
-        rows = np.array(self._vectors[start:max(start, stop)])  # a private, aligned copy
-        if rows.dtype == np.uint16:
-            tensor = torch.from_numpy(rows.view(np.int16)).view(torch.bfloat16)
-        else:
-            tensor = torch.from_numpy(rows)
-        return tensor.to(device=device, dtype=dtype)
-
-    def rows(self, rows: Union[np.ndarray, Iterable[int]], *, device="cpu", dtype=torch.float32) -> torch.Tensor:
-        """The given row positions (any order, no -1) as a (len(rows), d) tensor."""
-        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < 0 or idx.max() >= self.num_docs):
-            raise IndexError(f"row positions must lie in [0, {self.num_docs})")
-        order = np.argsort(idx, kind="stable")  # sorted reads are kinder to a memory map
-        picked = np.empty((idx.size, self.dimension), dtype=self._vectors.dtype)
-        picked[order] = self._vectors[idx[order]]
-        if picked.dtype == np.uint16:
-            tensor = torch.from_numpy(picked.view(np.int16)).view(torch.bfloat16)
-        else:
-            tensor = torch.from_numpy(picked)
-        return tensor.to(device=device, dtype=dtype)
-
     def rows_for(self, docids: Iterable[str]) -> np.ndarray:
         """Row positions of ``docids`` as int64, -1 where a docid is not in the index."""
         if self._rows is None:
@@ -181,11 +158,33 @@ class DenseIndex:
         """Merge ``changes`` into meta.json (atomic rewrite); for recording ANN structures and the like."""
         meta = dict(self.meta)
         meta.update(changes)
-        write_json_atomic(self.path / META_FILE, meta)
+        write_json(self.path / META_FILE, meta)
         self.meta = meta
 
+    # -- structures added by ``python -m pyserini_hypencoder.index --add NAME`` ---------------------------------
+    def add_command(self, name: str) -> str:
+        return f"python -m pyserini_hypencoder.index --index {self.path} --add {name}"
+
+    def has_structure(self, name: str) -> bool:
+        """Whether meta.json records structure ``name`` and its file exists."""
+        file = (self.structures.get(name) or {}).get("file")
+        return bool(file) and (self.path / file).is_file()
+
+    def structure_file(self, name: str) -> Path:
+        """The file of structure ``name``; a ValueError naming the command that adds it when there is none."""
+        if not self.has_structure(name):
+            raise ValueError(f"{self.path}: the index has no {name} structure; add it with: {self.add_command(name)}")
+        return self.path / self.structures[name]["file"]
+
     def record_structure(self, name: str, info: Dict) -> None:
-        """Record an ANN structure (files and parameters) under meta.json ``"structures"``."""
+        """Record a structure (its ``file`` and parameters) under meta.json ``"structures"``."""
         structures = self.structures
         structures[name] = info
         self.update_meta(structures=structures)
+        self._cache.clear()
+
+    def cached(self, key: str, load: Callable[[], Any]) -> Any:
+        """``load()``'s result, computed once per index object (loaded structures)."""
+        if key not in self._cache:
+            self._cache[key] = load()
+        return self._cache[key]

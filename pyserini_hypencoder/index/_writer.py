@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ._format import (DOCID_FILE, FORMAT, INDEX_FILE, META_FILE, VECTORS_FILE, VERSION, check_dtype,
-                      flat_ip_header, to_storage, write_json_atomic)
+from .._fsutil import atomic_file, replace_directory, write_json
+from ._format import DOCID_FILE, FORMAT, INDEX_FILE, META_FILE, VECTORS_FILE, VERSION, check_dtype, flat_ip_header, \
+    to_storage
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class IndexWriter:
         if not self.tmp_dir.exists():
             self.tmp_dir.parent.mkdir(parents=True, exist_ok=True)
             self.tmp_dir.mkdir()
-            write_json_atomic(self.tmp_dir / PARTIAL_FILE, self._state)
+            write_json(self.tmp_dir / PARTIAL_FILE, self._state)
         self._open = True
         return self
 
@@ -147,11 +147,10 @@ class IndexWriter:
             raise ValueError("vectors contain NaN or infinite values")
         number = len(self._chunks)
         vec_path, id_path = self._chunk_paths(number)
-        tmp_vec, tmp_ids = self.tmp_dir / f".{vec_path.name}", self.tmp_dir / f".{id_path.name}"
-        np.save(tmp_vec, vectors, allow_pickle=False)
-        os.replace(tmp_vec, vec_path)
-        tmp_ids.write_text("".join(d + "\n" for d in docids), encoding="utf-8")
-        os.replace(tmp_ids, id_path)  # the docid file last: a chunk is complete once it exists
+        with atomic_file(vec_path, "wb") as f:
+            np.save(f, vectors, allow_pickle=False)
+        with atomic_file(id_path) as f:  # the docid file last: a chunk is complete once it exists
+            f.write("".join(d + "\n" for d in docids))
         self._chunks.append(number)
         self._counts.append(len(docids))
 
@@ -188,7 +187,7 @@ class IndexWriter:
             del out
         meta = dict(self.meta)
         meta.update(format=FORMAT, version=VERSION, dimension=d, dtype=self.storage_dtype, num_docs=n)
-        write_json_atomic(tmp / META_FILE, meta)
+        write_json(tmp / META_FILE, meta)
         if self.on_complete is not None:
             self.on_complete(tmp)  # before the chunks go, so a failure here can still be resumed
         for number in self._chunks:
@@ -216,13 +215,7 @@ class IndexWriter:
 
     def _install(self) -> None:
         check_target(self.out_dir, overwrite=self.overwrite)  # it may have appeared meanwhile
-        old = None
-        if self.out_dir.exists() or self.out_dir.is_symlink():
-            old = self.out_dir.parent / f".{self.out_dir.name}.old-{os.getpid()}"
-            os.replace(self.out_dir, old)
-        os.replace(self.tmp_dir, self.out_dir)
-        if old is not None:
-            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+        replace_directory(self.tmp_dir, self.out_dir)
 
     def abort(self) -> None:
         """Remove the temporary directory (a resumable writer keeps it instead, for the next run)."""

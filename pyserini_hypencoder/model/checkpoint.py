@@ -71,8 +71,10 @@ def _download(repo_id: str) -> Path:
 def resolve_checkpoint(name_or_path: str) -> Path:
     """A local checkpoint directory, the embedded default, or a Hub id (downloaded into the HF cache)."""
     if name_or_path in (None, "", "default"):
-        from ..resources import default_model_dir
-        return default_model_dir()
+        from ..resources import DEFAULT_MODEL_DIR
+        if not (DEFAULT_MODEL_DIR / "config.json").exists():
+            raise CheckpointError(f"{DEFAULT_MODEL_DIR}: the embedded default model is missing from this installation")
+        return DEFAULT_MODEL_DIR
     path = Path(str(name_or_path)).expanduser()
     if path.exists():
         if not path.is_dir():

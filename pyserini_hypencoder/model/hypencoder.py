@@ -40,6 +40,8 @@ class Hypencoder(nn.Module):
     ``passage_backbone`` is the same object unless the model has separate encoders.
     """
 
+    logit_scale = 1.0   # q-net scores enter the training loss unscaled
+
     def __init__(self, backbone: nn.Module, head: HyperHead, *, passage_backbone: Optional[nn.Module] = None,
                  pooling: str = "cls", tokenizer=None, settings: Optional[dict] = None):
         super().__init__()
@@ -92,6 +94,10 @@ class Hypencoder(nn.Module):
                        detach: bool = True) -> QNetBatch:
         states = self.query_states(input_ids, attention_mask, bf16)
         return self.qnets_from_states(states, attention_mask, bf16, detach)
+
+    def passage_side(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Document vectors as the q-nets score them: as they are (a bi-encoder may normalise them)."""
+        return vectors
 
     def encode_passages(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, bf16: bool = False,
                         pooling: Optional[str] = None) -> torch.Tensor:

@@ -11,14 +11,14 @@ fp32, which keeps scores stable near the top-k boundary.
 """
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .engine import DEFAULT_CONFIG, ScoringConfig, run_over_queries
 
 ACTIVATIONS = {
     "relu": F.relu,
@@ -35,48 +35,8 @@ _INPLACE_ACTIVATIONS = {
     "sigmoid": torch.sigmoid_,
     "leaky_relu": lambda x: F.leaky_relu(x, inplace=True),
 }
-# Rows x width of the activations one q-net processes at a time in score()/score_candidates():
-# small enough that a block's bias, activation and layer norm run on cache-resident data.
-CHUNK_ELEMENTS = 2 ** 20
-# On CPU, score()/score_candidates() split the queries over torch.get_num_threads() Python workers that each
-# run single-threaded torch ops (torch releases the GIL).  This avoids one OpenMP barrier per small op, which
-# costs a scheduler time slice whenever another process holds a core.
-PARALLEL_QUERIES = True
-# score()'s default engine: "batched" (all queries and documents in one pass, no Python loop) or "per_query"
-# (cache-sized chunks, queries over worker threads).  Search paths (exact, graph, IVF, rerank) use SEARCH_ENGINE:
-# on this project's CPUs per_query reaches 86-95% of the GEMM peak in fp32 against 33-56% for batched
-# (benchmarks/bench_qnet.py --engine, docs/speed.md).
-DEFAULT_ENGINE = "batched"
-SEARCH_ENGINE = "per_query"
-# per_query engine: fold the last block's layer norm, residual and final product into one reduction.
-FUSE_LAST_BLOCK = True
 # Fused layer norm: rows whose variance is below this fraction of their squared mean use the plain layer norm.
 FUSED_VAR_MIN = 1e-2
-_POOL_LOCK = threading.Lock()
-_POOLS: dict = {}
-
-
-def _run_over_queries(q: int, work) -> None:
-    """Call ``work(query_ids)`` on disjoint query subsets, in parallel CPU workers where that helps."""
-    threads = torch.get_num_threads()
-    if (not PARALLEL_QUERIES or threads <= 1 or q <= 1
-            or threading.current_thread() is not threading.main_thread() or not _POOL_LOCK.acquire(blocking=False)):
-        work(range(q))
-        return
-    try:
-        workers = min(threads, q)
-        pool = _POOLS.get(workers)
-        if pool is None:
-            pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="qnet")
-        torch.set_num_threads(1)
-        try:
-            futures = [pool.submit(work, range(w, q, workers)) for w in range(workers)]
-            for future in futures:
-                future.result()
-        finally:
-            torch.set_num_threads(threads)
-    finally:
-        _POOL_LOCK.release()
 
 
 def get_activation(name: str):
@@ -164,15 +124,18 @@ class QNetBatch:
     ``weights[i]`` has shape (Q, in_i, out_i) and ``biases[j]`` (Q, 1, out_j).
     ``compute_dtype`` is the dtype of the matrix products (float32 or bfloat16);
     ``detach=False`` keeps the graph so that training can backpropagate into the
-    hyper head through :meth:`forward`.
+    hyper head through :meth:`forward`.  ``config`` says how :meth:`score` schedules
+    its work (see :mod:`.engine`); :meth:`with_config` gives a copy with other settings.
     """
 
     def __init__(self, weights: List[torch.Tensor], biases: List[torch.Tensor], spec: QNetSpec,
-                 compute_dtype: torch.dtype = torch.float32, detach: bool = True):
+                 compute_dtype: torch.dtype = torch.float32, detach: bool = True,
+                 config: ScoringConfig = DEFAULT_CONFIG):
         if len(weights) != spec.num_layers or len(biases) != spec.num_layers - 1:
             raise ValueError("q-net weights/biases do not match the q-net spec")
         self.spec = spec
         self.compute_dtype = compute_dtype
+        self.config = config
         self._act = get_activation(spec.activation)
         if detach:  # inference: drop the autograd graph of the hyper head
             weights, biases = [w.detach() for w in weights], [b.detach() for b in biases]
@@ -196,15 +159,21 @@ class QNetBatch:
         """Select q-nets by an int, slice or index tensor (keeps the batch axis)."""
         if isinstance(index, int):
             index = slice(index, index + 1)
-        return QNetBatch._from_parts([w[index] for w in self.weights], [b[index] for b in self.biases],
-                                     self.spec, self.compute_dtype)
+        return self._from_parts([w[index] for w in self.weights], [b[index] for b in self.biases])
 
-    @classmethod
-    def _from_parts(cls, weights, biases, spec, compute_dtype) -> "QNetBatch":
-        obj = cls.__new__(cls)
-        obj.spec, obj.compute_dtype, obj._act = spec, compute_dtype, get_activation(spec.activation)
+    def _from_parts(self, weights, biases, compute_dtype: Optional[torch.dtype] = None,
+                    config: Optional[ScoringConfig] = None) -> "QNetBatch":
+        """A batch with other weights and this one's spec (and dtype and config, unless given)."""
+        obj = QNetBatch.__new__(QNetBatch)
+        obj.spec, obj._act = self.spec, self._act
+        obj.compute_dtype = compute_dtype or self.compute_dtype
+        obj.config = config or self.config
         obj.weights, obj.biases = list(weights), list(biases)
         return obj
+
+    def with_config(self, **changes) -> "QNetBatch":
+        """The same q-nets scored with other :class:`~.engine.ScoringConfig` settings (e.g. ``engine="batched"``)."""
+        return self._from_parts(self.weights, self.biases, config=self.config.replace(**changes))
 
     @classmethod
     def concat(cls, batches: Sequence["QNetBatch"]) -> "QNetBatch":
@@ -212,12 +181,12 @@ class QNetBatch:
         n = len(first.weights)
         weights = [torch.cat([b.weights[i] for b in batches]) for i in range(n)]
         biases = [torch.cat([b.biases[i] for b in batches]) for i in range(n - 1)]
-        return cls._from_parts(weights, biases, first.spec, first.compute_dtype)
+        return first._from_parts(weights, biases)
 
     def to(self, device=None, compute_dtype: Optional[torch.dtype] = None) -> "QNetBatch":
         dtype = compute_dtype or self.compute_dtype
         weights = [w.to(device=device, dtype=dtype) for w in self.weights[:-1]] + [self.weights[-1].to(device)]
-        return QNetBatch._from_parts(weights, [b.to(device) for b in self.biases], self.spec, dtype)
+        return self._from_parts(weights, [b.to(device) for b in self.biases], dtype)
 
     # -- scoring ---------------------------------------------------------
     def _block(self, j: int, h: torch.Tensor, x: Optional[torch.Tensor]) -> torch.Tensor:
@@ -245,23 +214,20 @@ class QNetBatch:
         """Whether the per_query engine folds the last block's layer norm, residual and final product together
         (needs the layer norm to come before the residual, or no residual)."""
         spec, last = self.spec, len(self.weights) - 2
-        return FUSE_LAST_BLOCK and spec.do_layer_norm and (spec.layer_norm_before_residual or not spec.residual_at(last))
+        return self.config.fuse_last_block and spec.do_layer_norm and (spec.layer_norm_before_residual or not spec.residual_at(last))
 
     def _needs_fp32_input(self) -> bool:
         """Whether the fused last block reads the (bf16) input again in fp32: one block, residual on it."""
         return (self._fuses_last_block() and self.compute_dtype != torch.float32 and len(self.weights) == 2
                 and self.spec.residual_at(0))
 
-    def chunk_rows(self) -> int:
-        """Rows scored per q-net call in the inference fast path."""
-        return max(64, CHUNK_ELEMENTS // max(self.spec.vector_dimensions))
 
     def _score_rows(self, i: int, x: torch.Tensor, x_fp32: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Inference fast path: q-net ``i`` on contiguous rows ``x`` (M, d) in compute dtype -> (M,) fp32.
 
         Same maths as :meth:`forward` but with 2-D products, the bias folded into the fp32 product,
         and in-place activation and residual, so that each step touches one cache-resident buffer.
-        With ``FUSE_LAST_BLOCK`` the last block's layer norm, residual and final product become one
+        With ``config.fuse_last_block`` the last block's layer norm, residual and final product become one
         reduction: ``w . (LN(y) + h) = (y . w - mean(y) sum(w)) / sqrt(var(y) + eps) + h . w``, so the
         normalised activations are never written.  ``x_fp32``: ``x`` in fp32 when the caller has it.
         """
@@ -307,11 +273,11 @@ class QNetBatch:
     def score(self, doc_vectors: Union[np.ndarray, torch.Tensor], *, engine: Optional[str] = None) -> torch.Tensor:
         """Score N shared documents with every q-net: (N, d) -> (Q, N) float32.
 
-        ``engine="batched"`` (default) runs all queries and documents at once: one GEMM for the first layer
-        ((N, d) x (d, Q * out)), then one batched product per layer; no Python loop over queries or documents.
-        ``engine="per_query"`` runs each q-net over cache-sized chunks, queries split over CPU worker threads:
-        faster on a CPU shared with other processes (see docs/speed.md).  Callers bound N (exact search
-        scores an index in blocks).
+        One call scores every pair; how the work is cut up is the engine's (``engine`` overrides the
+        configured one, see :mod:`.engine`): by default ``per_query``, each q-net over cache-sized chunks with
+        the queries spread over CPU worker threads, or ``batched``, all queries and documents in one pass.
+        Both give the same scores up to floating-point rounding.  Callers bound N (exact search scores an
+        index in blocks).
         """
         docs = _as_tensor(doc_vectors, self.device, self.compute_dtype)
         if docs.ndim != 2 or docs.shape[1] != self.input_dim:
@@ -322,21 +288,17 @@ class QNetBatch:
         if len(self.weights) == 1:  # a q-net with no hidden block: a plain linear scorer
             return torch.matmul(docs.float(), self.weights[0].squeeze(-1).T).T.contiguous()
         docs = docs.contiguous()
-        engine = engine or DEFAULT_ENGINE
-        if engine == "batched":
+        if self.config.engine_for(docs.device, engine) == "batched":
             w0 = self.weights[0]
             out0 = w0.shape[2]
             first = (docs @ w0.permute(1, 0, 2).reshape(self.input_dim, q * out0)).view(n, q, out0).transpose(0, 1)
             return self._forward(first, docs.unsqueeze(0) if self.spec.residual_at(0) else None)
-        if engine != "per_query":
-            raise ValueError(f"unknown scoring engine {engine!r}; expected 'batched' or 'per_query'")
         out = torch.empty(q, n, dtype=torch.float32, device=self.device)
         if docs.is_cuda:
             for i in range(q):
                 out[i] = self._score_rows(i, docs)
             return out
-        step = self.chunk_rows()
-
+        step = self.config.chunk_rows(max(self.spec.vector_dimensions))
         share = self._needs_fp32_input()
 
         def work(queries):
@@ -345,7 +307,7 @@ class QNetBatch:
                 chunk_fp32 = chunk.float() if share else None
                 for i in queries:
                     out[i, start:start + step] = self._score_rows(i, chunk, chunk_fp32)
-        _run_over_queries(q, work)
+        run_over_queries(q, work, self.config)
         return out
 
     @torch.no_grad()
@@ -357,20 +319,17 @@ class QNetBatch:
             raise ValueError(f"expected candidate vectors of shape ({len(self)}, K, {self.input_dim}), "
                              f"got {tuple(cands.shape)}")
         q, m = cands.shape[0], cands.shape[1]
-        engine = engine or DEFAULT_ENGINE
-        if engine not in ("batched", "per_query"):
-            raise ValueError(f"unknown scoring engine {engine!r}; expected 'batched' or 'per_query'")
-        if engine == "batched" or len(self.weights) == 1 or m == 0 or cands.is_cuda:
+        if self.config.engine_for(cands.device, engine) == "batched" or len(self.weights) == 1 or m == 0 or cands.is_cuda:
             return self.forward(cands)
         out = torch.empty(q, m, dtype=torch.float32, device=self.device)
-        step = self.chunk_rows()
+        step = self.config.chunk_rows(max(self.spec.vector_dimensions))
 
         def work(queries):
             for i in queries:
                 rows = cands[i]
                 for start in range(0, m, step):
                     out[i, start:start + step] = self._score_rows(i, rows[start:start + step].contiguous())
-        _run_over_queries(q, work)
+        run_over_queries(q, work, self.config)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

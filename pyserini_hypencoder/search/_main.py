@@ -15,29 +15,71 @@ from tqdm import tqdm
 
 from ..cli import ArgumentParser, define_encoder_args, positive_int, set_threads, setup_logging
 from .._fsutil import atomic_file
-from ..runfiles import OUTPUT_FORMATS, format_run_lines, read_run, read_topics
+from ..formats.runs import OUTPUT_FORMATS, format_run_lines, read_run
+from ..formats.topics import read_topics
+from ..strategies import STRATEGIES, Strategy, get_strategy
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_RUNTAG = "Hypencoder"
+DEFAULT_RERANK_DEPTH = 100
 
 
-def _search_param(text: str) -> Tuple[str, object]:
+def _search_param(text: str) -> Tuple[str, str]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     name, value = text.split("=", 1)
-    for kind in (int, float):
-        try:
-            return name.strip(), kind(value)
-        except ValueError:
-            pass
-    lowered = value.strip().lower()
-    if lowered in ("true", "false"):
-        return name.strip(), lowered == "true"
-    return name.strip(), value
+    return name.strip(), value.strip()
 
 
-DEFAULT_RERANK_DEPTH = 100
+def _dest(strategy: Strategy, name: str) -> str:
+    return f"{strategy.name}__{name}"
+
+
+def define_strategy_args(parser) -> None:
+    """``--strategy`` and one flag per declared parameter (``--STRATEGY-PARAM``, older spellings hidden)."""
+    group = parser.add_argument_group("search strategy")
+    group.add_argument("--strategy", "--search", dest="strategy", choices=list(STRATEGIES), default="exact",
+                       help="; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES.values()) + " (default exact)")
+    for strategy in STRATEGIES.values():
+        for param in strategy.params:
+            if param.type is bool:   # a switch away from the default
+                kwargs = dict(action="store_const", const=not param.default)
+            else:
+                kwargs = dict(type=positive_int if param.type is int and param.minimum == 1 else param.type,
+                              metavar="N" if param.type is int else param.name.upper())
+                if param.choices:
+                    kwargs = dict(choices=param.choices)
+            if param.type is bool:
+                help_ = f"{strategy.name}: {'switch off' if param.default else 'switch on'}: {param.help}"
+            else:
+                default = "" if param.default is None else f" (default {param.default})"
+                help_ = f"{strategy.name}: {param.help}{default}"
+            group.add_argument(strategy.flag(param), dest=_dest(strategy, param.name), default=None, help=help_,
+                               **kwargs)
+            if param.aliases:
+                group.add_argument(*param.aliases, dest=_dest(strategy, param.name), default=None,
+                                   help=argparse.SUPPRESS, **kwargs)
+    group.add_argument("--search-param", type=_search_param, action="append", default=[], metavar="NAME=VALUE",
+                       help="a parameter of the chosen strategy by its name (repeatable)")
+
+
+def given_params(args) -> Dict[str, Dict[str, object]]:
+    """``{strategy: {param: value}}`` for the strategy flags that were given."""
+    given: Dict[str, Dict[str, object]] = {}
+    for strategy in STRATEGIES.values():
+        for param in strategy.params:
+            value = getattr(args, _dest(strategy, param.name))
+            if value is not None:
+                given.setdefault(strategy.name, {})[param.name] = value
+    return given
+
+
+def search_params(args) -> dict:
+    """The chosen strategy's parameters from its flags and ``--search-param`` (checked by the registry)."""
+    params = dict(given_params(args).get(args.strategy, {}))
+    params.update(dict(args.search_param))
+    return params
 
 
 def build_parser() -> ArgumentParser:
@@ -54,27 +96,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--force", action="store_true",
                         help="search an index whose meta.json names other encoder weights")
     define_encoder_args(parser, batch_size=32)
-    search = parser.add_argument_group("search strategy")
-    search.add_argument("--search", choices=("exact", "graph", "ivf", "surrogate"), default="exact",
-                        help="exact scoring of every document (default), an approximate structure of the index "
-                             "(graph, ivf), or inner-product pre-selection by each q-net's linear surrogate")
-    search.add_argument("--block-size", type=positive_int, default=None, metavar="N",
-                        help="documents per exact-scoring block (default: sized from the q-net width)")
-    search.add_argument("--entry-points", type=positive_int, default=None, metavar="N",
-                        help="graph: initial candidates shared by all queries (default 1000)")
-    search.add_argument("--n-candidates", type=positive_int, default=None, metavar="N",
-                        help="graph: candidates expanded per iteration (default 64)")
-    search.add_argument("--max-iter", type=positive_int, default=None, metavar="N", help="graph: iterations (default 16)")
-    search.add_argument("--no-early-stop", dest="early_stop", action="store_const", const=False, default=None,
-                        help="graph: run all --max-iter iterations")
-    search.add_argument("--graph-variant", dest="variant", choices=("reference", "paper"), default=None,
-                        help="graph: the original code's walk (reference) or the paper's Algorithm 1")
-    search.add_argument("--nprobe", type=positive_int, default=None, metavar="N", help="ivf: lists probed (default 64)")
-    search.add_argument("--candidates", type=positive_int, default=None, metavar="N",
-                        help="surrogate: documents the q-net rescores after the inner-product pre-selection "
-                             "(default 1000)")
-    search.add_argument("--search-param", type=_search_param, action="append", default=[], metavar="NAME=VALUE",
-                        help="any other keyword argument of the graph/ivf/surrogate search function (repeatable)")
+    define_strategy_args(parser)
     rerank = parser.add_argument_group("reranking (instead of full search)")
     rerank.add_argument("--rerank", metavar="RUN",
                         help="first-stage run to rerank (TREC 6 columns or MS MARCO 3/4 columns)")
@@ -84,7 +106,6 @@ def build_parser() -> ArgumentParser:
                         help="JSONL corpus (file or folder) with the text of candidates missing from --index")
     rerank.add_argument("--lucene-index", metavar="DIR",
                         help="Pyserini Lucene index (--storeRaw) with the text of candidates missing from --index")
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser
 
 
@@ -94,15 +115,13 @@ def _check_args(args) -> None:
             raise ValueError("--index is required (or --rerank RUN with --corpus/--lucene-index)")
         if args.corpus or args.lucene_index or args.rerank_depth is not None:
             raise ValueError("--corpus, --lucene-index and --rerank-depth are for reranking (--rerank RUN)")
-    elif args.search != "exact" or search_params(args):
-        raise ValueError("--search and its parameters apply to full search, not to --rerank")
-    for dest, method in ANN_FLAGS.items():
-        if getattr(args, dest) is not None and args.search != method:
-            raise ValueError(f"--{dest.replace('_', '-')} applies to --search {method}")
-    if args.search == "exact" and args.search_param:
-        raise ValueError("--search-param applies to --search graph, ivf or surrogate")
-    if args.block_size is not None and (args.rerank is not None or args.search != "exact"):
-        raise ValueError("--block-size applies to exact full search (--search exact without --rerank)")
+    elif args.strategy != "exact" or given_params(args) or args.search_param:
+        raise ValueError("--strategy and its parameters apply to full search, not to --rerank")
+    for name, params in given_params(args).items():
+        if name != args.strategy:
+            flag = STRATEGIES[name].flag(STRATEGIES[name].param(next(iter(params))))
+            raise ValueError(f"{flag} applies to --strategy {name}, not {args.strategy}")
+    get_strategy(args.strategy).resolve(search_params(args))   # unknown or ill-typed parameters fail here
     if args.corpus and args.lucene_index:
         raise ValueError("give one text source: --corpus or --lucene-index")
     if args.rerank is not None and args.index is None and not (args.corpus or args.lucene_index):
@@ -113,18 +132,6 @@ def _check_args(args) -> None:
         raise IsADirectoryError(f"{args.output}: output is a directory")
 
 
-# The approximate-search flags (argparse dest) and the --search method each belongs to.
-ANN_FLAGS = {"entry_points": "graph", "n_candidates": "graph", "max_iter": "graph", "early_stop": "graph",
-             "variant": "graph", "nprobe": "ivf", "candidates": "surrogate"}
-
-
-def search_params(args) -> dict:
-    """Keyword arguments for ann.graph_search / ivf_search / surrogate_search from the flags that were given."""
-    params = {f: getattr(args, f) for f in ANN_FLAGS if getattr(args, f) is not None}
-    params.update(dict(args.search_param))
-    return params
-
-
 def _load_encoder(args):
     from ..encoders import HypencoderQueryEncoder
     return HypencoderQueryEncoder(args.encoder, device=args.device, max_length=args.max_length, bf16=args.bf16,
@@ -133,8 +140,8 @@ def _load_encoder(args):
 
 def _search(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple[str, float]]]:
     from ._searcher import HypencoderSearcher
-    searcher = HypencoderSearcher(args.index, encoder, force=args.force, search=args.search,
-                                  search_params=search_params(args), block_size=args.block_size)
+    searcher = HypencoderSearcher(args.index, encoder, force=args.force, strategy=args.strategy,
+                                  search_params=search_params(args))
     qids = list(topics)
     results: Dict[str, List[Tuple[str, float]]] = {}
     # --remove-query drops hits after retrieval, as Pyserini does, so fetch one extra.
@@ -150,9 +157,9 @@ def _search(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple[str, 
 
 
 def _rerank(args, topics: Dict[str, str], encoder, run) -> Dict[str, List[Tuple[str, float]]]:
-    from .doctext import CorpusTexts, LuceneTexts
+    from ..formats.corpus import JsonlCorpus, LuceneTexts
     from .rerank import HypencoderReranker
-    texts = CorpusTexts(args.corpus) if args.corpus else LuceneTexts(args.lucene_index) if args.lucene_index else None
+    texts = JsonlCorpus(args.corpus) if args.corpus else LuceneTexts(args.lucene_index) if args.lucene_index else None
     reranker = HypencoderReranker(encoder, index=args.index, texts=texts, force=args.force,
                                   batch_size=args.batch_size)
     return reranker.rerank(topics, run, depth=args.rerank_depth or DEFAULT_RERANK_DEPTH, threads=args.threads)

@@ -2,29 +2,28 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 from pyserini.search.faiss import DenseSearchResult, PrfDenseSearchResult
 
-from .._threads import torch_threads as scoped_threads
+from .._threads import torch_threads
 from ..index import DenseIndex
 from ..model.qnet import QNetBatch
-from ..runfiles import printed_score, rank_hits
-from .exact import exact_search
+from ..strategies import get_strategy
+from .exact import complete_ties, ranked_hits
 
 logger = logging.getLogger(__name__)
 
-SEARCH_MODES = ("exact", "graph", "ivf", "surrogate")
 # Queries encoded and scored together inside batch_search (bounds memory for long query lists).
 QUERY_CHUNK = 64
 
 
-def torch_threads(threads: Optional[int]):
-    """Use ``threads`` torch CPU threads inside the block.  ``None`` or 1 (Pyserini's default) keeps the process
-    setting (``torch.set_num_threads``, the CLIs' ``--threads``), so the default never slows a search down."""
-    return scoped_threads(threads if threads and threads > 1 else None)
+def call_threads(threads: Optional[int]) -> Optional[int]:
+    """The torch thread count for a call with Pyserini's ``threads`` argument: more than 1 sets it for the call;
+    1 (Pyserini's default) or None keeps the process setting (``--threads``), so the default never slows a search."""
+    return threads if threads and threads > 1 else None
 
 
 def _encoder_identity(encoder) -> Tuple[Optional[str], Optional[str]]:
@@ -66,28 +65,38 @@ class HypencoderSearcher:
         The encoder (or a checkpoint path / ``"default"``, loaded on the CPU) that turns queries into q-nets.
     force : bool
         Search even when meta.json names other encoder weights (a dimension mismatch is always an error).
-    search : {"exact", "graph", "ivf", "surrogate"}
-        Exact scoring of every document, or an approximate strategy from :mod:`pyserini_hypencoder.ann`.
+    strategy : str
+        A name from :data:`pyserini_hypencoder.strategies.STRATEGIES`: ``exact`` scoring of every document (the
+        default), or an approximate strategy (``graph``, ``ivf``, ``surrogate``).
     search_params : dict
-        Keyword arguments for the approximate strategy (e.g. its candidate and iteration counts).
-    block_size : int
-        Documents per scoring block in exact search (default: sized from the q-net width).
+        The strategy's parameters (e.g. ``{"candidates": 2000}`` for surrogate); the declared defaults fill in
+        the rest, and an unknown or ill-typed one is a ValueError.
+    search, block_size
+        Deprecated spellings of ``strategy`` and of ``search_params={"block_size": ...}`` (exact search).
     """
 
-    def __init__(self, index_dir, query_encoder, *, force: bool = False, search: str = "exact",
-                 search_params: Optional[dict] = None, block_size: Optional[int] = None):
-        if search not in SEARCH_MODES:
-            raise ValueError(f"unknown search strategy {search!r}; expected one of {', '.join(SEARCH_MODES)}")
+    def __init__(self, index_dir, query_encoder, *, force: bool = False, strategy: str = "exact",
+                 search_params: Optional[dict] = None, search: Optional[str] = None,
+                 block_size: Optional[int] = None):
+        params = dict(search_params or {})
+        if search is not None:
+            warnings.warn("HypencoderSearcher(search=...) is deprecated; use strategy=...", DeprecationWarning, 2)
+            strategy = search
+        if block_size is not None:
+            warnings.warn("HypencoderSearcher(block_size=...) is deprecated; use search_params={'block_size': ...}",
+                          DeprecationWarning, 2)
+            params["block_size"] = block_size
+        self.strategy = get_strategy(strategy)
+        self.search_params = self.strategy.resolve(params)
         self.index = open_index(index_dir)
         if isinstance(query_encoder, str):
             from ..encoders import HypencoderQueryEncoder
             query_encoder = HypencoderQueryEncoder(query_encoder)
         self.query_encoder = query_encoder
         check_compatible(self.index, query_encoder, force=force)
-        self.search_mode = search
-        self.search_params = dict(search_params or {})
-        self.block_size = block_size
-        self._strategy = self._resolve_strategy(search)
+        if self.strategy.structure:
+            self.index.structure_file(self.strategy.structure)   # a one-line error naming the command that adds it
+        self._search = self.strategy.load()
 
     # -- Pyserini's attributes ---------------------------------------------------------------------------------
     @property
@@ -103,60 +112,9 @@ class HypencoderSearcher:
         return self.index.dimension
 
     def __repr__(self) -> str:
-        return f"HypencoderSearcher({self.index!r}, search={self.search_mode!r})"
+        return f"HypencoderSearcher({self.index!r}, strategy={self.strategy.name!r})"
 
-    # -- strategies --------------------------------------------------------------------------------------------
-    def _resolve_strategy(self, search: str):
-        if search == "exact":
-            return None
-        try:
-            from .. import ann
-        except ImportError as exc:
-            raise ValueError(f"search={search!r} needs the pyserini_hypencoder.ann module, which cannot be "
-                             f"imported ({exc})") from None
-        function = getattr(ann, f"{search}_search", None)
-        if function is None:
-            raise ValueError(f"pyserini_hypencoder.ann has no {search}_search function")
-        has = getattr(ann, f"has_{search}", None)
-        if has is not None and not has(self.index):
-            raise ValueError(f"{self.index.path}: the index has no {search} structure; run: "
-                             f"python -m pyserini_hypencoder.index --index {self.index.path} --add {search}")
-        import inspect
-        internal = ("return_stats", "vectors", "graph", "ivf", "initial_candidates")   # for benchmarks and tests
-        accepted = [name for name, p in inspect.signature(function).parameters.items()
-                    if p.kind == p.KEYWORD_ONLY and name not in internal]
-        unknown = sorted(set(self.search_params) - set(accepted))
-        if unknown:
-            raise ValueError(f"unknown {search} search parameter {unknown[0]!r}; expected one of "
-                             f"{', '.join(accepted)}")
-        return function
-
-    def _top(self, qnets: QNetBatch, k: int) -> Tuple[np.ndarray, np.ndarray]:
-        """(scores, rows) of the k best documents per q-net, ties at the k-th place resolved by docid."""
-        if self._strategy is not None:
-            scores, rows = self._strategy(qnets, self.index, k, **self.search_params)
-            return _as_numpy(scores), _as_numpy(rows)
-        n = self.index.num_docs
-        want = min(k, n)
-        depth = min(n, want + 8)
-        while True:
-            scores, rows = map(_as_numpy, exact_search(qnets, self.index, depth, block_size=self.block_size))
-            # The k-th score (as printed) shared with the last one kept: a tie may reach past the cut; fetch deeper.
-            printed = printed_score(scores)
-            if depth >= n or not bool((printed[:, want - 1] == printed[:, -1]).any()):
-                return scores, rows
-            depth = min(n, depth * 2)
-
-    def _results(self, scores: np.ndarray, rows: np.ndarray, k: int, with_vectors: bool = False) -> list:
-        docids = self.index.docids
-        hits = rank_hits((docids[r], float(s)) for s, r in zip(scores.tolist(), rows.tolist())
-                         if r >= 0 and np.isfinite(s))[:k]
-        if not with_vectors:
-            return [DenseSearchResult(docid, score) for docid, score in hits]
-        row_of = {docids[r]: r for r in rows.tolist() if r >= 0}
-        vectors = self.index.rows([row_of[docid] for docid, _ in hits]).numpy()
-        return [PrfDenseSearchResult(docid, score, vector) for (docid, score), vector in zip(hits, vectors)]
-
+    # -- searching ---------------------------------------------------------------------------------------------
     def _encode(self, queries: Sequence[Union[str, QNetBatch]]) -> QNetBatch:
         if all(isinstance(q, QNetBatch) for q in queries):
             return QNetBatch.concat(list(queries))
@@ -165,10 +123,17 @@ class HypencoderSearcher:
         return self.query_encoder.encode_batch(list(queries))
 
     def _search_qnets(self, qnets: QNetBatch, k: int, with_vectors: bool = False) -> List[list]:
+        """Each query's k best hits in run order; an exhaustive strategy completes the ties at the cut first."""
         if self.index.num_docs == 0:
             return [[] for _ in range(len(qnets))]
-        scores, rows = self._top(qnets, k)
-        return [self._results(scores[i], rows[i], k, with_vectors) for i in range(len(qnets))]
+        search = lambda depth: self._search(qnets, self.index, depth, **self.search_params)   # noqa: E731
+        found = complete_ties(search, k, self.index.num_docs) if self.strategy.exhaustive else search(k)
+        hits = ranked_hits(found, self.index.docids, k)
+        if not with_vectors:
+            return [[DenseSearchResult(docid, score) for docid, score in query_hits] for query_hits in hits]
+        return [[PrfDenseSearchResult(docid, score, vector) for (docid, score), vector in
+                 zip(query_hits, self.index.vectors.rows(self.index.rows_for(d for d, _ in query_hits)).numpy())]
+                for query_hits in hits]
 
     # -- Pyserini's API ----------------------------------------------------------------------------------------
     def search(self, query: Union[str, QNetBatch], k: int = 10, threads: int = 1, remove_dups: bool = False,
@@ -181,7 +146,7 @@ class HypencoderSearcher:
         ``remove_dups`` is accepted for Pyserini's signature: an index's docids are distinct, so hits never repeat.
         """
         _check_k(k)
-        with torch_threads(threads):
+        with torch_threads(call_threads(threads)):
             qnets = self._encode([query])
             if len(qnets) != 1:
                 raise ValueError(f"search() takes one query, got {len(qnets)} q-nets; use batch_search")
@@ -203,7 +168,7 @@ class HypencoderSearcher:
             raise ValueError("duplicate query ids in batch_search")
         results: Dict[str, list] = {}
         encoded: List[QNetBatch] = []
-        with torch_threads(threads):
+        with torch_threads(call_threads(threads)):
             for start in range(0, len(queries), QUERY_CHUNK):
                 qnets = self._encode(queries[start:start + QUERY_CHUNK])
                 if return_vector:
@@ -218,9 +183,3 @@ class HypencoderSearcher:
 def _check_k(k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-
-
-def _as_numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().float().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
-    return np.asarray(x)

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .._threads import torch_threads
+from ..encoders import ChunkEncoder, HypencoderDocumentEncoder
+from ..formats.runs import RunEntry, rank_hits
 from ..index import DenseIndex
-from ..model.qnet import SEARCH_ENGINE
-from ..runfiles import RunEntry, rank_hits
-from ._searcher import check_compatible, open_index, torch_threads
+from ._searcher import call_threads, check_compatible, open_index
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class HypencoderReranker:
         Turns queries into q-nets; its model also encodes candidates that need encoding.
     index : str, Path or DenseIndex, optional
         Dense index holding candidate vectors (checked against the encoder like the searcher does).
-    texts : CorpusTexts or LuceneTexts, optional
+    texts : JsonlCorpus or LuceneTexts, optional
         Where to find the text of candidates the index lacks.
     force : bool
         Use an index built by other encoder weights.
@@ -62,7 +63,6 @@ class HypencoderReranker:
     # -- candidate vectors -------------------------------------------------------------------------------------
     def _document_encoder(self):
         if self._doc_encoder is None:
-            from ..encoders import HypencoderDocumentEncoder
             enc = self.query_encoder
             meta = self.index.meta if self.index is not None else {}   # encode as the index's vectors were
             max_length = self.doc_max_length or meta.get("max_length")
@@ -80,7 +80,7 @@ class HypencoderReranker:
             rows = self.index.rows_for(docids)
             present = [i for i, r in enumerate(rows) if r >= 0]
             if present:
-                found = self.index.rows(rows[present]).numpy()
+                found = self.index.vectors.rows(rows[present]).numpy()
                 for j, i in enumerate(present):
                     vectors[docids[i]] = found[j]
             missing = [d for d, r in zip(docids, rows) if r < 0]
@@ -101,7 +101,6 @@ class HypencoderReranker:
         logger.info("encoding %d candidate documents from their text", len(docids))
         # The encode CLI's chunk encoder (tokenized once, sorted by token count, padded per batch), so these
         # vectors are made the way an index's are; slices of similar length keep the progress bar moving.
-        from ..encode._encode import ChunkEncoder
         chunks = ChunkEncoder(self._document_encoder(), batch_size=DOC_BATCH)
         order = sorted(docids, key=lambda d: len(texts[d]))
         out: Dict[str, np.ndarray] = {}
@@ -117,7 +116,7 @@ class HypencoderReranker:
                threads: Optional[int] = None) -> Dict[str, Hits]:
         """``{qid: [(docid, score), ...]}`` best first for each query that has candidates.
 
-        ``run`` is ``{qid: entries in rank order}`` (see :func:`pyserini_hypencoder.runfiles.read_run`); only its
+        ``run`` is ``{qid: entries in rank order}`` (see :func:`pyserini_hypencoder.formats.read_run`); only its
         first ``depth`` entries per query are reranked and the rest dropped.  Queries of the run without a topic
         are ignored (with a warning); topics without candidates are skipped.
         """
@@ -135,26 +134,28 @@ class HypencoderReranker:
             logger.info("%d topics have no candidates in the run and are skipped", skipped)
         candidates = {qid: [e.docid for e in run[qid][:depth]] for qid in qids}
         results: Dict[str, Hits] = {}
-        with torch_threads(threads):
+        with torch_threads(call_threads(threads)):
             vectors = self.candidate_vectors([d for qid in qids for d in candidates[qid]])
             bar = tqdm(total=len(qids), desc="rerank", unit="query", disable=not self.progress)
             for start in range(0, len(qids), self.batch_size):
                 chunk = qids[start:start + self.batch_size]
                 qnets = self.query_encoder.encode_batch([queries[q] for q in chunk])
-                scores = self._score(qnets, [candidates[q] for q in chunk], vectors)
+                scores = score_candidates(qnets, [candidates[q] for q in chunk], vectors)
                 for qid, row in zip(chunk, scores):
                     results[qid] = rank_hits(zip(candidates[qid], row))
                 bar.update(len(chunk))
             bar.close()
         return results
 
-    @staticmethod
-    def _score(qnets, candidate_lists: List[List[str]], vectors: Dict[str, np.ndarray]) -> List[List[float]]:
-        """Scores of each query's own candidates (padded to the longest list, padding discarded)."""
-        width = max(len(c) for c in candidate_lists)
-        dim = next(iter(vectors.values())).shape[0]
-        stacked = np.zeros((len(candidate_lists), width, dim), dtype=np.float32)
-        for i, cands in enumerate(candidate_lists):
+
+def score_candidates(qnets, candidate_lists: List[Sequence[str]], vectors: Mapping[str, np.ndarray]) -> List[List[float]]:
+    """Each query's scores of its own candidates (``vectors``: float32 by docid), as the reranker scores them:
+    one (Q, longest list, d) batch, padding discarded."""
+    width = max(len(c) for c in candidate_lists)
+    dim = next(iter(vectors.values())).shape[0]
+    stacked = np.zeros((len(candidate_lists), width, dim), dtype=np.float32)
+    for i, cands in enumerate(candidate_lists):
+        if len(cands):
             stacked[i, :len(cands)] = np.stack([vectors[d] for d in cands])
-        scores = qnets.score_candidates(torch.from_numpy(stacked), engine=SEARCH_ENGINE).float().cpu().numpy()
-        return [scores[i, :len(c)].tolist() for i, c in enumerate(candidate_lists)]
+    scores = qnets.score_candidates(torch.from_numpy(stacked)).float().cpu().numpy()
+    return [scores[i, :len(c)].tolist() for i, c in enumerate(candidate_lists)]

@@ -2,8 +2,8 @@
 
 With a frozen backbone the trainable part is a linear query projection (h x h, initialised to the
 identity, so training starts from the zero-shot backbone); with an unfrozen backbone everything trains.
-It exposes the same feature methods as :class:`Hypencoder` so the trainer and the feature cache
-treat both alike.  Saved as ``config.json`` + ``biencoder.safetensors`` (+ backbone when fine-tuned).
+It exposes the same methods as :class:`Hypencoder` (its query side as a linear q-net), so the
+trainer, the feature cache and exact search treat both alike.  Saved as ``config.json`` + ``biencoder.safetensors`` (+ backbone when fine-tuned).
 """
 from __future__ import annotations
 
@@ -18,11 +18,14 @@ import torch.nn.functional as F
 from .._fsutil import atomic_directory
 from ..model.checkpoint import load_backbone
 from ..model.hypencoder import autocast, pool
+from ..model.qnet import QNetBatch, QNetSpec
 
 KIND = "pyserini-hypencoder-biencoder"
 
 
 class BiEncoder(nn.Module):
+    head = None   # no hyper head: the query side is a (trainable) linear projection of the pooled query
+
     def __init__(self, backbone: nn.Module, tokenizer, *, pooling: str = "mean", normalize: bool = True,
                  scale: float = 20.0, settings: Optional[dict] = None):
         super().__init__()
@@ -63,14 +66,19 @@ class BiEncoder(nn.Module):
         return F.normalize(q, dim=-1) if self.normalize else q
 
     def passage_side(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Document vectors as the query vectors score them (unit length when ``normalize``)."""
         return F.normalize(vectors.float(), dim=-1) if self.normalize else vectors.float()
 
-    def score_all(self, q: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
-        """(B, h) x (N, h) -> (B, N); raw similarities (the loss applies ``scale``)."""
-        return q @ self.passage_side(docs).T
+    @property
+    def logit_scale(self) -> float:
+        """The factor on raw similarities in the training loss (a cosine needs one)."""
+        return self.scale
 
-    def score_own(self, q: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("bh,bmh->bm", q, self.passage_side(items))
+    def qnets_from_states(self, states: torch.Tensor, mask: torch.Tensor, bf16: bool = False,
+                          detach: bool = True) -> QNetBatch:
+        """Each query vector as a linear q-net (score = q . d), scored in fp32."""
+        q = self.query_vectors(states, mask)
+        return QNetBatch([q.unsqueeze(-1)], [], QNetSpec((q.shape[1], 1)), detach=detach)
 
     # -- persistence ---------------------------------------------------------
     def save(self, out_dir, *, include_backbone: bool = False) -> Path:

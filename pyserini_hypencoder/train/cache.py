@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from .._fsutil import atomic_file, cache_path
 from ..model.fingerprint import weights_fingerprint
 from ..model.hypencoder import Hypencoder, pool
-
+from ..model.tokenize import tokenize
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = Path(os.environ.get("PYSERINI_HYPENCODER_CACHE",
-                                        Path.home() / ".cache" / "pyserini_hypencoder" / "features"))
+DEFAULT_CACHE_DIR = cache_path("features")
 
 
 def feature_key(fingerprint: str, kind: str, max_length: int, texts: Sequence[str], extra: str = "") -> str:
@@ -44,10 +43,8 @@ def _load(path: Path):
 
 
 def _save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, str(tmp))
-    os.replace(tmp, path)
+    with atomic_file(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def _batches(texts: Sequence[str], batch_size: int):
@@ -79,10 +76,8 @@ def passage_vectors(model: Hypencoder, texts: Sequence[str], *, max_length: int,
     device = model.device
     with tqdm(total=len(texts), desc=desc, unit="doc") as bar:
         for idx in _batches(texts, batch_size):
-            batch = model.tokenizer([texts[i] for i in idx], padding="longest", truncation=True,
-                                    max_length=max_length, return_tensors="pt")
-            vec = model.encode_passages(batch["input_ids"].to(device), batch["attention_mask"].to(device), bf16=bf16,
-                                        pooling=pooling)
+            ids, mask = tokenize(model.tokenizer, [texts[i] for i in idx], max_length, device)
+            vec = model.encode_passages(ids, mask, bf16=bf16, pooling=pooling)
             out[idx] = vec.float().cpu()
             bar.update(len(idx))
     if path is not None:
@@ -99,9 +94,7 @@ def query_states(model: Hypencoder, texts: Sequence[str], *, max_length: int, ba
     if path is not None and (hit := _load(path)) is not None:
         logger.info("query states from cache %s", path)
         return hit
-    tok = model.tokenizer(list(texts), padding="longest", truncation=True, max_length=max_length,
-                          return_tensors="pt")
-    ids, mask = tok["input_ids"], tok["attention_mask"]
+    ids, mask = tokenize(model.tokenizer, texts, max_length)
     states = torch.zeros(ids.shape[0], ids.shape[1], model.hidden_size)
     device = model.device
     for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):

@@ -9,6 +9,8 @@ from ..cli import ArgumentParser, run_cli, setup_logging
 from .config import TrainConfig
 
 PROG = "python -m pyserini_hypencoder.train"
+# The other CLIs' spellings of the same settings.
+ALIASES = {"--data": "data_path"}
 
 
 def _bool(text: str) -> bool:
@@ -53,11 +55,13 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --output-dir/checkpoint")
     p.add_argument("--overwrite", action="store_true", help="discard an existing run in --output-dir")
-    p.add_argument("--verbose", action="store_true")
-    group = p.add_argument_group("settings (override the config file)")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+    group = p.add_argument_group("settings (override the config file; a bare boolean flag means true)")
     for f in dataclasses.fields(TrainConfig):
         conv, metavar = _parser_for(f)
-        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=conv, metavar=metavar, default=None)
+        flags = ["--" + f.name.replace("_", "-")] + [alias for alias, name in ALIASES.items() if name == f.name]
+        extra = dict(nargs="?", const=True) if conv is _bool else {}   # --bf16 as in encode and search
+        group.add_argument(*flags, dest=f.name, type=conv, metavar=metavar, default=None, **extra)
     return p
 
 

@@ -10,10 +10,16 @@ from __future__ import annotations
 import json
 import logging
 import random
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .._fsutil import atomic_path
+from ..formats.corpus import JsonlCorpus, write_json_collection
+from ..formats.qrels import read_qrels
+from ..formats.runs import read_run
+from ..formats.topics import read_topics, write_topics
 
 logger = logging.getLogger(__name__)
 
@@ -142,69 +148,12 @@ def _from_pos_neg(rec: dict, where: str) -> dict:
 
 
 # -- BEIR route -----------------------------------------------------------
-def read_corpus(path) -> Tuple[List[str], List[str]]:
-    """Ids and ``"title text"`` passages (joined as the plugin's document encoder joins them)."""
-    from ..encoders import join_title
-    ids, texts, seen = [], [], set()
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    d = json.loads(line)
-                    pid = str(d["_id"])
-                    texts.append(join_title(d.get("title"), d.get("text", "")) or " ")
-                except (json.JSONDecodeError, KeyError) as exc:
-                    raise ValueError(f"{path}:{n}: not a BEIR corpus line ({exc})") from None
-                if pid in seen:
-                    raise ValueError(f"{path}:{n}: duplicate corpus _id {pid!r}")
-                seen.add(pid)
-                ids.append(pid)
-    return ids, texts
-
-
-def read_queries(path) -> Dict[str, str]:
-    out = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    d = json.loads(line)
-                    out[str(d["_id"])] = d["text"]
-                except (json.JSONDecodeError, KeyError) as exc:
-                    raise ValueError(f"{path}:{n}: not a BEIR query line ({exc})") from None
-    return out
-
-
-def read_qrels(path) -> Dict[str, Dict[str, int]]:
-    """BEIR qrels TSV (header ``query-id corpus-id score``) or TREC qrels (``qid 0 docid rel``)."""
-    qrels: Dict[str, Dict[str, int]] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts or (n == 1 and parts[0] == "query-id"):
-                continue
-            if len(parts) == 3:
-                qid, did, rel = parts
-            elif len(parts) == 4:
-                qid, _, did, rel = parts
-            else:
-                raise ValueError(f"{path}:{n}: expected 3 (BEIR) or 4 (TREC) columns")
-            qrels.setdefault(qid, {})[did] = int(rel)
-    return qrels
-
-
-def read_run(path) -> Dict[str, List[str]]:
-    """TREC run -> docids per query in rank order."""
-    hits: Dict[str, List[Tuple[int, float, str]]] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 6:
-                raise ValueError(f"{path}:{n}: expected a 6-column TREC run line")
-            hits.setdefault(parts[0], []).append((int(parts[3]), -float(parts[4]), parts[2]))
-    return {q: [d for _, _, d in sorted(v)] for q, v in hits.items()}
+def ranked_docids(run) -> Dict[str, List[str]]:
+    """A first-stage run (a path in any format :func:`~pyserini_hypencoder.formats.read_run` reads, or
+    ``{qid: [docid, ...]}``) as docids per query in rank order."""
+    if isinstance(run, dict):
+        return run
+    return {qid: [e.docid for e in entries] for qid, entries in read_run(run).items()}
 
 
 def check_beir(data_dir, split: str) -> Path:
@@ -234,11 +183,11 @@ def load_beir(data_dir, *, split: str = "train", runs: Sequence = (), negatives_
     hard negatives from each run's top ``negatives_depth`` (positives and judged docs excluded),
     interleaved across runs in rank order and cut at ``negatives_depth``."""
     d = check_beir(data_dir, split)
-    p_ids, p_texts = read_corpus(d / "corpus.jsonl")
+    p_ids, p_texts = JsonlCorpus(d / "corpus.jsonl").read()
     row = {pid: i for i, pid in enumerate(p_ids)}
-    queries = read_queries(d / "queries.jsonl")
+    queries = read_topics(d / "queries.jsonl")
     qrels = read_qrels(d / f"qrels/{split}.tsv")
-    ranked = [read_run(r) if not isinstance(r, dict) else r for r in runs]
+    ranked = [ranked_docids(r) for r in runs]
     q_ids, q_texts, examples = [], [], []
     for qid, judged in qrels.items():
         if qid not in queries:
@@ -275,32 +224,24 @@ def bm25_run(data_dir, *, split: str, work_dir, depth: int = 100, threads: int =
     d, work = Path(data_dir), Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     index = work / "bm25-index"
-    if not (index / "segments_1").exists() and not any(index.glob("segments_*")):
+    if not index.is_dir():
         docs = work / "bm25-docs"
-        docs.mkdir(exist_ok=True)
-        ids, texts = read_corpus(d / "corpus.jsonl")
-        with open(docs / "docs.jsonl", "w", encoding="utf-8") as f:
-            for i, t in zip(ids, texts):
-                f.write(json.dumps({"id": i, "contents": t}) + "\n")
-        _pyserini(["pyserini.index.lucene", "--collection", "JsonCollection", "--input", str(docs), "--index",
-                   str(index), "--generator", "DefaultLuceneDocumentGenerator", "--threads", str(threads),
-                   "--storeRaw"])
+        write_json_collection(JsonlCorpus(d / "corpus.jsonl"), docs / "docs.jsonl")
+        with atomic_path(index) as building:
+            _pyserini(["pyserini.index.lucene", "--collection", "JsonCollection", "--input", str(docs), "--index",
+                       str(building), "--generator", "DefaultLuceneDocumentGenerator", "--threads", str(threads),
+                       "--storeRaw"])
     run = work / f"bm25-{split}-top{depth}.trec"
     if run.exists():
         return run
-    import tempfile
-    queries = read_queries(d / "queries.jsonl")
+    queries = read_topics(d / "queries.jsonl")
     qrels = read_qrels(d / f"qrels/{split}.tsv")
     # a neutral path: Pyserini reads any topics path containing 'cacm' or 'beir' with special readers
-    with tempfile.TemporaryDirectory(prefix="hypencoder-topics-") as tmp_dir:
+    with tempfile.TemporaryDirectory(prefix="hypencoder-topics-") as tmp_dir, atomic_path(run) as out:
         topics = Path(tmp_dir) / f"topics-{split}.tsv"
-        with open(topics, "w", encoding="utf-8") as f:
-            for qid in qrels:
-                f.write(f"{qid}\t{' '.join(queries[qid].split())}\n")
-        tmp = run.with_name(run.name + ".tmp")
-        _pyserini(["pyserini.search.lucene", "--index", str(index), "--topics", str(topics), "--output", str(tmp),
+        write_topics(topics, {qid: queries[qid] for qid in qrels})
+        _pyserini(["pyserini.search.lucene", "--index", str(index), "--topics", str(topics), "--output", str(out),
                    "--bm25", "--hits", str(depth), "--threads", str(threads)])
-    tmp.replace(run)
     return run
 
 

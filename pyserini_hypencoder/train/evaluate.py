@@ -1,28 +1,31 @@
 """Evaluation runs for trained models on BEIR-style folders (full retrieval or re-ranking a run).
 
-Used to measure the default model and its baselines; passage vectors come from the frozen-feature
-cache, so a model that shares the backbone re-uses them.  Writes a TREC run file.
+Used to measure the default model and its baselines; passage vectors come from the frozen-feature cache, so a
+model that shares the backbone re-uses them.  Queries are scored through the search CLI's exact path (or its
+reranker's candidate scoring) and written by its run writer, so the run equals ``pyserini_hypencoder.search``'s
+over an index of the same vectors.
 
-    python -m pyserini_hypencoder.train.evaluate --model DIR|default|zeroshot:BACKBONE \
+    python -m pyserini_hypencoder.train.evaluate --encoder DIR|default|zeroshot:BACKBONE \
         --data ../shared/data/scifact --split test --output run.trec [--rerank RUN] [--hits 1000]
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-from ..cli import ArgumentParser, positive_int, run_cli, set_threads, setup_logging
+from ..cli import ArgumentParser, add_common_args, positive_int, run_cli, set_threads, setup_logging
+from ..formats.corpus import JsonlCorpus
+from ..formats.qrels import read_qrels
+from ..formats.runs import rank_hits, write_run
+from ..formats.topics import read_topics
 from ..model.checkpoint import load_hypencoder
-from ..runfiles import rank_hits, write_run
 from . import cache
 from .biencoder import BiEncoder, is_biencoder_dir
-from .data import read_corpus, read_qrels, read_queries, read_run
-from .trainer import score_matrix
+from .data import ranked_docids
+from .evaluation import rescore, retrieve
 
-logger = logging.getLogger(__name__)
 PROG = "python -m pyserini_hypencoder.train.evaluate"
 
 
@@ -40,10 +43,22 @@ def load_scorer(spec: str):
 
 
 def settings_of(model) -> dict:
-    s = model.settings.get("settings", model.settings) if isinstance(model, BiEncoder) else model.settings
+    s = model.settings
     from ..encoders import DEFAULT_PASSAGE_MAX_LENGTH, DEFAULT_QUERY_MAX_LENGTH   # the search side's defaults
     return {"query_max_length": int(s.get("query_max_length") or DEFAULT_QUERY_MAX_LENGTH),
             "passage_max_length": int(s.get("passage_max_length") or DEFAULT_PASSAGE_MAX_LENGTH)}
+
+
+def split_qids(data: Path, split: str) -> list:
+    """The queries of a split: those of ``topics.<split>.tsv`` (judged or not, as trec_eval ignores the others),
+    else those of ``qrels/<split>.tsv``."""
+    topics = data / f"topics.{split}.tsv"
+    if topics.exists():
+        return list(read_topics(topics))
+    qrels = data / "qrels" / f"{split}.tsv"
+    if not qrels.exists():
+        raise FileNotFoundError(f"{data}: neither topics.{split}.tsv nor qrels/{split}.tsv")
+    return list(read_qrels(qrels))
 
 
 @torch.no_grad()
@@ -51,16 +66,10 @@ def run(model, data_dir, *, split: str, output, hits: int = 1000, rerank: Option
         cache_dir=cache.DEFAULT_CACHE_DIR, tag: str = "hypencoder") -> Path:
     d = Path(data_dir)
     lengths = settings_of(model)
-    queries = read_queries(d / "queries.jsonl")
-    qids = list(read_qrels(d / f"qrels/{split}.tsv")) if (d / f"qrels/{split}.tsv").exists() else None
-    if qids is None:
-        qids = [line.split("\t", 1)[0] for line in open(d / f"topics.{split}.tsv", encoding="utf-8")]
-    # queries of a split are the topics file's (also the unjudged ones, as trec_eval ignores them)
-    topics = d / f"topics.{split}.tsv"
-    if topics.exists():
-        qids = [line.split("\t", 1)[0] for line in open(topics, encoding="utf-8") if line.strip()]
-    pids, ptexts = read_corpus(d / "corpus.jsonl")
-    candidates = read_run(rerank) if rerank else None
+    queries = read_topics(d / "queries.jsonl")
+    qids = split_qids(d, split)
+    pids, ptexts = JsonlCorpus(d / "corpus.jsonl").read()
+    candidates = ranked_docids(rerank) if rerank else None
     if candidates is not None:   # only the passages that some query re-ranks
         keep = {p for v in candidates.values() for p in v}
         sel = [i for i, p in enumerate(pids) if p in keep]
@@ -68,38 +77,34 @@ def run(model, data_dir, *, split: str, output, hits: int = 1000, rerank: Option
     pvec = cache.passage_vectors(model, ptexts, max_length=lengths["passage_max_length"], cache_dir=cache_dir)
     qfeat = cache.query_states(model, [queries[q] for q in qids], max_length=lengths["query_max_length"],
                                cache_dir=cache_dir)
-    scores = score_matrix(model, qfeat["states"], qfeat["mask"], pvec)
-    row = {p: i for i, p in enumerate(pids)}
-    results = {}
-    for i, qid in enumerate(qids):
-        if candidates is not None:
-            cols = [row[p] for p in candidates.get(qid, []) if p in row]
-            hits_of_query = [(pids[c], float(scores[i, c])) for c in cols]
-        else:
-            s, idx = scores[i].topk(min(hits, scores.shape[1]))
-            hits_of_query = [(pids[j], float(v)) for v, j in zip(s.tolist(), idx.tolist())]
-        results[qid] = rank_hits(hits_of_query)[:hits]   # as the search CLI orders a run
+    if candidates is None:
+        found = retrieve(model, qfeat["states"], qfeat["mask"], pvec, pids, hits)
+    else:
+        row = {p: i for i, p in enumerate(pids)}
+        cols = [[row[p] for p in candidates.get(qid, []) if p in row] for qid in qids]
+        scores = rescore(model, qfeat["states"], qfeat["mask"], pvec, cols)
+        found = [rank_hits((pids[c], s) for c, s in zip(c_row, s_row))[:hits] for c_row, s_row in zip(cols, scores)]
     out = Path(output)
-    write_run(out, results, tag=tag)
+    write_run(out, dict(zip(qids, found)), tag=tag)
     return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, help="a Hypencoder checkpoint, 'default', a bi-encoder directory or "
-                                                   "zeroshot:BACKBONE")
+    p.add_argument("--encoder", "--model", dest="encoder", required=True, metavar="PATH_OR_ID",
+                   help="a Hypencoder checkpoint, 'default', a bi-encoder directory or zeroshot:BACKBONE")
     p.add_argument("--data", required=True, metavar="DIR", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
     p.add_argument("--split", default="test")
     p.add_argument("--output", required=True, metavar="RUN")
-    p.add_argument("--hits", type=positive_int, default=1000)
-    p.add_argument("--rerank", metavar="RUN", help="TREC run whose candidates are re-ranked")
-    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--hits", type=positive_int, default=1000, metavar="K")
+    p.add_argument("--rerank", metavar="RUN", help="first-stage run whose candidates are re-ranked (any run format)")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help=f"frozen-backbone feature cache (default {cache.DEFAULT_CACHE_DIR})")
+    add_common_args(p)
     args = p.parse_args(argv)
-    setup_logging()
+    setup_logging(args.verbose)
     set_threads(args.threads)
-    run(load_scorer(args.model), args.data, split=args.split, output=args.output, hits=args.hits,
+    run(load_scorer(args.encoder), args.data, split=args.split, output=args.output, hits=args.hits,
         rerank=args.rerank, cache_dir=Path(args.cache_dir) if args.cache_dir else cache.DEFAULT_CACHE_DIR)
     return 0
 
