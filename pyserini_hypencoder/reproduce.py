@@ -220,11 +220,6 @@ def evaluate(qrels: Path, run_file: Path, metrics: Sequence[str]) -> Dict[str, f
     return values
 
 
-def count_queries(run_file: Path) -> int:
-    with open(run_file, encoding="utf-8") as f:
-        return len({line.split()[0] for line in f if line.strip()})
-
-
 def search_timing(step: Step) -> Optional[float]:
     """ms/query from the search CLI's closing log line."""
     match = re.search(r"queries in [0-9.]+ s \(([0-9.]+) ms/query", step.log)

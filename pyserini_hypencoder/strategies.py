@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+from ._typed import to_type
+
 
 @dataclass(frozen=True)
 class Param:
@@ -33,22 +35,8 @@ class Param:
         if value is None and self.default is None:
             return None
         try:
-            if self.type is bool:
-                if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-                    value = value.strip().lower() == "true"
-                if not isinstance(value, bool):
-                    raise ValueError
-            elif self.type is int:
-                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                    raise ValueError
-                value = int(value)
-            elif self.type is float:
-                if isinstance(value, bool):
-                    raise ValueError
-                value = float(value)
-            else:
-                value = str(value)
-        except (TypeError, ValueError):
+            value = to_type(value, self.type)
+        except ValueError:
             raise ValueError(f"{where} expects {self.type.__name__}, got {value!r}") from None
         if self.choices and value not in self.choices:
             raise ValueError(f"{where} must be one of {', '.join(map(str, self.choices))}, got {value!r}")

@@ -14,9 +14,8 @@ PASSAGES = ["The capital of France is Paris.", "A hypernetwork is a network that
 
 
 @pytest.fixture(scope="module")
-def fixture_model(parity_dir):
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    return load_hypencoder(str(parity_dir / "checkpoint_bin"))
+def fixture_model(parity_model):
+    return parity_model
 
 
 def _scores(model: Hypencoder) -> torch.Tensor:

@@ -17,6 +17,8 @@ import pytest
 from pyserini_hypencoder.reproduce import evaluate
 from pyserini_hypencoder.formats import read_run
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.java]
+
 ENCODER = "default"
 BM25_NDCG10 = 0.5058  # the published run (Anserini regression)
 RERANK_MIN_NDCG10 = 0.634  # measured 0.6445

@@ -1,7 +1,7 @@
 """The main job on real data: SciFact test through the command lines, evaluated with Pyserini's trec_eval.
 
-One run of ``python -m pyserini_hypencoder.reproduce scifact`` (module fixture, so the corpus is encoded once per
-session) drives every CLI: ``pyserini.index.lucene`` and ``pyserini.search.lucene --bm25`` (BEIR flat),
+One run of ``python -m pyserini_hypencoder.reproduce scifact`` (module fixture; it reuses the indexes and BM25 run
+that ``.ci/run``'s main job has just written into the checkout, so the corpus is not encoded twice) drives every CLI: ``pyserini.index.lucene`` and ``pyserini.search.lucene --bm25`` (BEIR flat),
 ``pyserini_hypencoder.encode`` (default model, bf16), ``pyserini_hypencoder.search`` (exact search, and reranking
 of BM25's top 100).  Each run is then checked line by line and scored with
 ``python -m pyserini.eval.trec_eval -c -m ndcg_cut.10 -m recall.100``.
@@ -18,6 +18,7 @@ model, pooling, title join or tie order does:
 A new default model needs these re-measured (``python -m pyserini_hypencoder.reproduce scifact``).
 """
 import json
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -28,6 +29,9 @@ import pytest
 from pyserini_hypencoder.reproduce import evaluate
 from pyserini_hypencoder.formats import read_run, read_topics
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.java]
+
+REPO = Path(__file__).resolve().parents[1]
 ENCODER = "default"
 HITS = 100
 # Published Anserini BM25 flat: nDCG@10 0.6789, R@100 0.9253 (our index and run reproduce them).
@@ -37,16 +41,35 @@ RERANK_MIN_NDCG10 = 0.792  # measured 0.8026
 METRICS = ["ndcg_cut.10", "recall.100"]
 
 
+def main_job_outputs(scifact_dir):
+    """The indexes and BM25 run that the README's main job (``.ci/run``) wrote into the checkout, if they are of
+    this data: the job's encoding is then reused instead of encoding SciFact a second time."""
+    indexes, bm25 = REPO / "indexes", REPO / "runs" / "run.scifact.bm25-flat.trec"
+    dense = sorted(indexes.glob(f"scifact.hypencoder.{ENCODER}-*.bf16"))
+    if not (bm25.is_file() and (indexes / "lucene.scifact-flat").is_dir() and dense):
+        return None
+    corpus = json.loads((dense[-1] / "meta.json").read_text()).get("corpus", {}).get("path", "")
+    return (indexes, bm25) if Path(corpus).resolve() == (scifact_dir / "corpus.jsonl").resolve() else None
+
+
 @pytest.fixture(scope="module")
 def job(tmp_path_factory, scifact_dir):
     work = tmp_path_factory.mktemp("scifact-job")
     summary = work / "summary.json"
+    reused = main_job_outputs(scifact_dir)
+    indexes = work / "indexes"
+    if reused:
+        indexes = reused[0]
+        (work / "runs").mkdir()
+        shutil.copy(reused[1], work / "runs" / reused[1].name)
     command = [sys.executable, "-m", "pyserini_hypencoder.reproduce", "scifact", "--data", str(scifact_dir),
-               "--encoder", ENCODER, "--hits", str(HITS), "--indexes-dir", str(work / "indexes"),
+               "--encoder", ENCODER, "--hits", str(HITS), "--indexes-dir", str(indexes),
                "--runs-dir", str(work / "runs"), "--threads", "2", "--summary", str(summary)]
     proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(summary.read_text())
+    if reused:   # the main job's indexes and BM25 run served; the searches ran here
+        assert {s["name"] for s in report["steps"] if s["reused"]} == {"BM25 index", "BM25 run", "Hypencoder index"}
     runs = {name: Path(path) for name, path in report["runs"].items()}
     metrics = {name: values for name, values in report["metrics"].items()}
     return dict(work=work, stdout=proc.stdout, data=scifact_dir, metrics=metrics, **runs)

@@ -246,6 +246,7 @@ class _no_raise:
         return False
 
 
+@pytest.mark.slow
 def test_module_entry_point(tmp_path):
     """``python -m pyserini_hypencoder.encode`` and ``.encode.merge`` exist and fail with one line, exit 2."""
     result = subprocess.run([sys.executable, "-m", "pyserini_hypencoder.encode", "input", "--corpus",

@@ -14,7 +14,6 @@ TEXTS = ["The capital of France is Paris.", "Retrieval models score documents fo
 
 @pytest.fixture(scope="module")
 def model(parity_dir):
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     return load_hypencoder(str(parity_dir / "checkpoint_safetensors"))
 
 

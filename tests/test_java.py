@@ -92,6 +92,8 @@ def _average_precision(ranked, relevant):
     return total / len(relevant)
 
 
+@pytest.mark.slow
+@pytest.mark.java
 def test_pyserini_clis_in_a_clean_environment(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -136,6 +138,7 @@ def test_pyserini_clis_in_a_clean_environment(tmp_path):
     assert metrics["num_rel_ret"] == 2
 
 
+@pytest.mark.java
 def test_ctrl_c_reaches_python_after_the_jvm_started():
     """The JVM runs with -Xrs, so SIGINT raises KeyboardInterrupt in Python (the CLIs print "interrupted") instead
     of going to the JVM's own handler."""

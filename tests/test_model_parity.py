@@ -28,8 +28,9 @@ def expected(parity_dir):
 
 
 @pytest.fixture(scope="module", params=VARIANTS)
-def variant(request, parity_dir):
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+def variant(request, parity_dir, parity_model):
+    if request.param == "checkpoint_bin":
+        return request.param, parity_model
     return request.param, load_hypencoder(str(parity_dir / request.param))
 
 

@@ -112,7 +112,7 @@ def test_rerank_reorders_only_candidates_within_depth(world, tmp_path):
         assert e.score == pytest.approx(expected[e.docid], abs=2e-5)
 
 
-@pytest.mark.parametrize("source", ["corpus", "lucene"])
+@pytest.mark.parametrize("source", ["corpus", pytest.param("lucene", marks=pytest.mark.java)])
 def test_rerank_encodes_missing_candidates_from_text(world, tmp_path, source):
     """Candidates missing from the (partial) index are encoded from their text: same scores as the full index."""
     if source == "corpus":

@@ -12,9 +12,9 @@ TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def batch(parity_dir):
+def batch(parity_dir, parity_model):
     exp = json.loads((parity_dir / "expected_losses.json").read_text())
-    model = load_hypencoder(str(parity_dir / "checkpoint_bin")).eval()
+    model = parity_model
     tok = model.tokenizer
     q = tok(exp["query_texts"], padding="longest", truncation=True, max_length=exp["query_max_length"],
             return_tensors="pt")

@@ -70,7 +70,6 @@ class JsonlCorpus:
                  delimiter: str = "\n"):
         self.path = Path(collection_path).expanduser()
         self.files = corpus_files(self.path)
-        self.collection_dir = str(self.path if self.path.is_dir() else self.path.parent)
         self.auto_fields = not fields
         self.fields = list(fields) if fields else ["title", "text"]
         self.docid_field = docid_field

@@ -74,10 +74,6 @@ class IndexWriter:
         """Documents in completed chunks (after a resume: including those written by the earlier run)."""
         return int(sum(self._counts))
 
-    @property
-    def num_chunks(self) -> int:
-        return len(self._chunks)
-
     def _chunk_paths(self, number: int):
         return self.tmp_dir / f"chunk-{number:06d}.npy", self.tmp_dir / f"chunk-{number:06d}.docid"
 

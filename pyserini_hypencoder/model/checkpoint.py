@@ -51,14 +51,12 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
-def _download(repo_id: str) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:  # pragma: no cover - transformers depends on it
-        raise CheckpointError(f"{repo_id}: huggingface_hub is not installed, cannot fetch from the Hub") from None
+def _download(repo_id: str, patterns=HUB_PATTERNS) -> Path:
+    """A Hub repository in the local Hugging Face cache (fetched when online and not yet there)."""
+    from huggingface_hub import snapshot_download   # a dependency of transformers
     offline = _hub_offline()
     try:
-        path = snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=offline)
+        path = snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline)
     except Exception as exc:  # the hub raises many types: offline, 404, connection errors
         if offline:
             raise CheckpointError(f"{repo_id}: not in the local Hugging Face cache and HF_HUB_OFFLINE=1 is set; "
@@ -104,12 +102,7 @@ def resolve_backbone_dir(name: str) -> Path:
                 return candidate
             raise CheckpointError(f"{name}: package found but it carries no model directory")
     if _HUB_ID.match(str(name)):
-        try:
-            from huggingface_hub import snapshot_download
-            return Path(snapshot_download(str(name), local_files_only=_hub_offline()))
-        except Exception as exc:
-            raise CheckpointError(f"{name}: backbone is neither a local directory, an installed package, "
-                                  f"nor reachable on the Hub ({type(exc).__name__})") from None
+        return _download(str(name), patterns=None)
     raise CheckpointError(f"{name}: backbone is neither a local directory nor an installed package")
 
 

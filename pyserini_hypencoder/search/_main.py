@@ -14,8 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from ..cli import ArgumentParser, define_encoder_args, positive_int, set_threads, setup_logging
-from .._fsutil import atomic_file
-from ..formats.runs import OUTPUT_FORMATS, format_run_lines, read_run
+from ..formats.runs import OUTPUT_FORMATS, read_run, write_run
 from ..formats.topics import read_topics
 from ..strategies import STRATEGIES, Strategy, get_strategy
 
@@ -179,15 +178,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     started = time.perf_counter()
     results = _rerank(args, topics, encoder, run) if run is not None else _search(args, topics, encoder)
     elapsed = time.perf_counter() - started
-    lines = 0
-    with atomic_file(args.output) as f:
-        for qid, hits in results.items():
-            if args.remove_query:
-                hits = [h for h in hits if h[0] != qid]
-            for line in format_run_lines(qid, hits, output_format=args.output_format, tag=args.runtag,
-                                         max_hits=args.hits):
-                f.write(line)
-                lines += 1
+    if args.remove_query:
+        results = {qid: [h for h in hits if h[0] != qid] for qid, hits in results.items()}
+    lines = write_run(args.output, results, output_format=args.output_format, tag=args.runtag, max_hits=args.hits)
     logger.info("%s %d queries in %.1f s (%.1f ms/query, query encoding included); wrote %d lines to %s",
                 "reranked" if run is not None else "searched", len(results), elapsed,
                 1000 * elapsed / max(1, len(results)), lines, args.output)

@@ -1,7 +1,6 @@
 """Argument parsing for ``python -m pyserini_hypencoder.train``: every config field is also a flag."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from typing import Optional, Sequence
 
@@ -13,41 +12,6 @@ PROG = "python -m pyserini_hypencoder.train"
 ALIASES = {"--data": "data_path"}
 
 
-def _bool(text: str) -> bool:
-    t = text.lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _int_list(text: str):
-    try:
-        return [int(x) for x in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
-
-
-def _str_list(text: str):
-    return [x for x in text.split(",") if x]
-
-
-def _parser_for(field: dataclasses.Field):
-    hint = str(field.type)
-    if "List[int]" in hint:
-        return _int_list, "INTS"
-    if "List[str]" in hint:
-        return _str_list, "PATHS"
-    if "bool" in hint:
-        return _bool, "BOOL"
-    if "int" in hint:
-        return int, "N"
-    if "float" in hint:
-        return float, "X"
-    return str, "VALUE"
-
-
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog=PROG,
                                 description="Train a Hypencoder (or the bi-encoder control). Settings come from "
@@ -56,12 +20,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run saved in --output-dir/checkpoint")
     p.add_argument("--overwrite", action="store_true", help="discard an existing run in --output-dir")
     p.add_argument("--verbose", action="store_true", help="debug logging")
-    group = p.add_argument_group("settings (override the config file; a bare boolean flag means true)")
+    group = p.add_argument_group("settings (override the config file; a bare boolean flag means true; "
+                                 "lists are comma-separated)")
     for f in dataclasses.fields(TrainConfig):
-        conv, metavar = _parser_for(f)
         flags = ["--" + f.name.replace("_", "-")] + [alias for alias, name in ALIASES.items() if name == f.name]
-        extra = dict(nargs="?", const=True) if conv is _bool else {}   # --bf16 as in encode and search
-        group.add_argument(*flags, dest=f.name, type=conv, metavar=metavar, default=None, **extra)
+        extra = dict(nargs="?", const="true") if "bool" in str(f.type) else {}   # --bf16 as in encode and search
+        group.add_argument(*flags, dest=f.name, metavar=f.name.upper(), default=None, **extra)
     return p
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+from .._typed import to_list, to_type
+
 
 @dataclass
 class TrainConfig:
@@ -146,28 +148,7 @@ def _coerce(name: str, hint: str, value):
         raise ValueError(f"{name} cannot be empty")
     try:
         if base.startswith("List["):
-            item = int if base == "List[int]" else str
-            values = value if isinstance(value, (list, tuple)) else [value]
-            return [_scalar(item, v) for v in values]
-        return _scalar({"bool": bool, "int": int, "float": float}.get(base, str), value)
-    except (TypeError, ValueError):
+            return to_list(value, int if base == "List[int]" else str)
+        return to_type(value, {"bool": bool, "int": int, "float": float}.get(base, str))
+    except ValueError:
         raise ValueError(f"{name}: expected {base}, got {value!r}") from None
-
-
-def _scalar(kind, value):
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ValueError(value)
-    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)   # e.g. a split named 2019
-    if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
-        raise TypeError(value)
-    if kind is int:
-        number = float(value) if isinstance(value, str) else value
-        if number != int(number):
-            raise ValueError(value)
-        return int(number)
-    return kind(value)

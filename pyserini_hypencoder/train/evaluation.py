@@ -48,8 +48,8 @@ def rescore(model, states: torch.Tensor, mask: torch.Tensor, passages: torch.Ten
 
 
 def dev_ndcg_recall(model, states, mask, passages, docids: Sequence[str], qids: Sequence[str],
-                    qrels: Mapping[str, Mapping[str, int]], *, bf16: bool = False) -> Dict[str, float]:
+                    qrels: Mapping[str, Mapping[str, int]], *, bf16: bool = False, batch: int = 64) -> Dict[str, float]:
     """Dev nDCG@10 and recall@100 of retrieval over ``passages``, as trec_eval computes them."""
-    hits = retrieve(model, states, mask, passages, docids, 100, bf16=bf16)
+    hits = retrieve(model, states, mask, passages, docids, 100, bf16=bf16, batch=batch)
     ndcg, recall = mean_ndcg_recall({qid: [d for d, _ in h] for qid, h in zip(qids, hits)}, qrels)
     return {"dev_ndcg@10": ndcg, "dev_recall@100": recall}

@@ -158,10 +158,11 @@ class Trainer:
                                          cache_dir=None, bf16=cfg.bf16, desc="dev passages")
         if dev.qrels:
             result = dev_ndcg_recall(model, states, mask, pvec, dev.passage_ids,
-                                     [dev.query_ids[q] for q in rows.tolist()], dev.qrels, bf16=cfg.bf16)
+                                     [dev.query_ids[q] for q in rows.tolist()], dev.qrels, bf16=cfg.bf16,
+                                     batch=cfg.eval_batch_size)
         else:
             cands = [ex.positives[:1] + ex.negatives for ex in dev.examples]
-            scores = rescore(model, states, mask, pvec, cands, bf16=cfg.bf16)
+            scores = rescore(model, states, mask, pvec, cands, bf16=cfg.bf16, batch=cfg.eval_batch_size)
             result = {"dev_mrr": sum(1.0 / (1 + sum(x > s[0] for x in s[1:])) for s in scores) / len(scores)}
         model.train()
         return result
