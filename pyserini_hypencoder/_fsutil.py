@@ -85,13 +85,6 @@ def replace_directory(new: Path, out: Path) -> None:
 @contextlib.contextmanager
 def atomic_directory(out_dir) -> Iterator[Path]:
     """Yield a temporary directory beside ``out_dir``; on success it replaces ``out_dir``, on error it is removed."""
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    _normal_mode(tmp, 0o777)
-    try:
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
         yield tmp
-        replace_directory(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 from pyserini.encode import DocumentEncoder, QueryEncoder
+from torch.nn.utils.rnn import pad_sequence
 
 from .formats.corpus import join_title
 from .model import Hypencoder, QNetBatch, load_hypencoder
@@ -29,18 +30,13 @@ def document_fingerprint(model: Hypencoder) -> str:
     return digest.hexdigest()[:16]
 
 
-def _load(encoder: Union[str, Hypencoder, None], device: str, num_attention_heads: Optional[int]) -> Hypencoder:
-    if isinstance(encoder, Hypencoder):
-        return encoder.to(device).eval()
-    return load_hypencoder(encoder or "default", device=device, num_attention_heads=num_attention_heads)
-
-
 class _HypencoderSide:
     """Shared set-up of both encoders: model, device, precision, max length."""
 
     def _setup(self, encoder, device: str, max_length: Optional[int], bf16: bool, num_attention_heads, default_len,
                settings_key: str):
-        self.model = _load(encoder, device, num_attention_heads)
+        self.model = (encoder.to(device).eval() if isinstance(encoder, Hypencoder) else
+                      load_hypencoder(encoder or "default", device=device, num_attention_heads=num_attention_heads))
         self.device = torch.device(device)
         self.bf16 = bool(bf16)
         self.max_length = int(max_length or self.model.settings.get(settings_key) or default_len)
@@ -84,9 +80,8 @@ class HypencoderQueryEncoder(QueryEncoder, _HypencoderSide):
         queries = list(queries)
         if not queries:
             raise ValueError("no queries to encode")
-        for q in queries:
-            if not isinstance(q, str) or not q.strip():
-                raise ValueError("empty query text")
+        if any(not isinstance(q, str) or not q.strip() for q in queries):
+            raise ValueError("empty query text")
         ids, mask = self._tokenize(queries, max_length)
         return self.model.encode_queries(ids, mask, bf16=self.bf16)
 
@@ -146,13 +141,9 @@ class ChunkEncoder:
         out = []
         for start in range(0, len(order), self.batch_size):
             positions = order[start:start + self.batch_size]
-            width = int(lengths[positions[0]])
-            input_ids = torch.full((len(positions), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(positions), width), dtype=torch.long)
-            for row, position in enumerate(positions):
-                n = int(lengths[position])
-                input_ids[row, :n] = torch.tensor(ids[position], dtype=torch.long)
-                mask[row, :n] = 1
+            input_ids = pad_sequence([torch.tensor(ids[p], dtype=torch.long) for p in positions], batch_first=True,
+                                     padding_value=self.pad_id)
+            mask = (torch.arange(input_ids.shape[1]) < torch.from_numpy(lengths[positions])[:, None]).long()
             out.append((positions, input_ids, mask))
         return out
 

@@ -3,8 +3,7 @@
 scifact: BM25 (Pyserini Lucene, BEIR "flat": title + text in one field) index and run; the corpus encoded with the
 Hypencoder (``pyserini_hypencoder.encode``); exact q-net search of the test topics and a rerank of BM25's top 100
 (``pyserini_hypencoder.search``); trec_eval nDCG@10 and R@100 of all three runs.  The data comes from
-``../shared/data/scifact`` when that exists, otherwise BEIR's public SciFact zip is downloaded into
-``~/.cache/pyserini_hypencoder``.  Indexes (under ``indexes/``) and the BM25 run (under ``runs/``) are reused.
+``../shared/data/scifact``, else BEIR's public zip (downloaded into the cache).  Indexes and the BM25 run are reused.
 
 dl19: rerank ``runs/bm25.trec`` of ``../shared/data/trec-dl-2019-passage-rerank`` (top 100; the candidates are
 encoded from ``corpus.jsonl``) and report trec_eval nDCG@10 beside BM25's.
@@ -19,6 +18,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -73,11 +73,7 @@ def download_scifact(cache: Optional[Path] = None) -> Path:
         logger.info("downloading BEIR SciFact from %s", BEIR_SCIFACT_URL)
         try:
             with urllib.request.urlopen(BEIR_SCIFACT_URL, timeout=60) as response, atomic_file(archive, "wb") as f:
-                while True:
-                    block = response.read(1 << 20)
-                    if not block:
-                        break
-                    f.write(block)
+                shutil.copyfileobj(response, f, 1 << 20)
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ValueError(f"no SciFact data: ../shared/data/scifact is absent and {BEIR_SCIFACT_URL} cannot be "
@@ -171,8 +167,7 @@ def run(name: str, command: List[str], report: Report, *, outputs: Sequence[Path
     started = time.perf_counter()
     proc = subprocess.Popen(step.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     kept = []
-    for raw in iter(lambda: proc.stderr.read1(4096) if hasattr(proc.stderr, "read1") else proc.stderr.read(4096),
-                    b""):
+    for raw in iter(lambda: proc.stderr.read1(4096), b""):
         sys.stderr.buffer.write(raw)
         sys.stderr.flush()
         kept.append(raw)
@@ -203,10 +198,7 @@ def python_m(module: str, *args) -> List[str]:
 
 def evaluate(qrels: Path, run_file: Path, metrics: Sequence[str]) -> Dict[str, float]:
     """trec_eval (Pyserini's) ``-c`` with the given ``-m`` metrics -> ``{name: value}``."""
-    args = ["-c"]
-    for m in metrics:
-        args += ["-m", m]
-    command = python_m("pyserini.eval.trec_eval", *args, qrels, run_file)
+    command = python_m("pyserini.eval.trec_eval", "-c", *[a for m in metrics for a in ("-m", m)], qrels, run_file)
     logger.info("evaluate: %s", show(command))
     proc = subprocess.run(command, capture_output=True, text=True)
     values = {}

@@ -3,10 +3,7 @@
 The search CLI's flags, their ``--help`` defaults, parameter validation and :class:`HypencoderSearcher` all read
 :data:`STRATEGIES`.  This module is data only (no torch): implementations are named ``"module:function"`` and
 imported on first use.  An implementation is called as ``function(qnets, index, k, **params)`` and returns a
-:class:`~pyserini_hypencoder.topk.TopK`; its keyword parameters are the declared ones, with these defaults.
-
-Adding a strategy: write the function (see ``ann/``), declare it below, and (if it needs one) a structure that
-``python -m pyserini_hypencoder.index --add NAME`` builds.  docs/architecture.md walks through it.
+:class:`~pyserini_hypencoder.topk.TopK`.  docs/architecture.md says how to add a strategy.
 """
 from __future__ import annotations
 

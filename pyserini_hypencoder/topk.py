@@ -1,8 +1,7 @@
 """Top-k over q-net scores: selection, merging, a running top-k over blocks, and the result every strategy returns.
 
-Scores and rows are (Q, M) tensors, one row of candidates per query; row ``-1`` marks padding and always carries
-the score ``-inf``.  The order of equal scores is torch.topk's; run files order ties by printed score, then docid
-(:func:`pyserini_hypencoder.formats.runs.rank_hits`).
+Scores and rows are (Q, M) tensors, a row of candidates per query; row -1 (score -inf) is padding.  Equal scores
+are in torch.topk's order; run files order them by printed score, then docid (``formats.runs.rank_hits``).
 """
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ import json
 import pytest
 import torch
 
-from pyserini_hypencoder.model import load_hypencoder
 from pyserini_hypencoder.train import losses
 from pyserini_hypencoder.train.losses import batch_losses
 

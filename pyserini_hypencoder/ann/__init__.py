@@ -6,7 +6,3 @@ Each strategy is declared once in :mod:`pyserini_hypencoder.strategies`; the fun
 from .graph import GRAPH_FILE, add_graph, build_graph, graph_search, load_graph, walk
 from .ivf import IVF_FILE, add_ivf, build_ivf, ivf_candidates, ivf_search, load_ivf, probe
 from .surrogate import surrogate_search, surrogate_vectors
-
-__all__ = ["graph_search", "ivf_search", "surrogate_search", "walk", "probe", "build_graph", "build_ivf",
-           "add_graph", "add_ivf", "load_graph", "load_ivf", "ivf_candidates", "surrogate_vectors", "GRAPH_FILE",
-           "IVF_FILE"]

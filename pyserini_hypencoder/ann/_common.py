@@ -1,12 +1,18 @@
 """Pieces shared by the approximate strategies: scoring each query's own candidate rows, and row bookkeeping."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..model.qnet import QNetBatch
 
 # Bytes of gathered candidate vectors scored at once (the rest is chunked over queries).
 GATHER_BUDGET = 256 * 2 ** 20
+
+
+def sample_rows(n: int, count: int, seed: int) -> np.ndarray:
+    """``min(count, n)`` distinct rows of ``range(n)``, sorted, from a private seeded RNG."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=max(0, min(int(count), n)), replace=False))
 
 
 def score_rows(qnets: QNetBatch, matrix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,8 @@ from .._threads import torch_threads
 from ..index.vectors import as_vectors
 from ..model.qnet import QNetBatch
 from ..strategies import STRATEGIES
-from ._common import compact_rows, score_rows, unique_rows
+from ._common import compact_rows, sample_rows, score_rows, unique_rows
+from .ivf import build_ivf, ivf_candidates, load_ivf
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,6 @@ def build_graph(vectors, *, neighbours: int = 100, method: str = "auto", batch_s
 def _ivf_graph(vectors, graph, k, n, read, *, nlist, nprobe, train_size, seed, batch_size, progress, ivf=None):
     """Neighbours by list-wise exact search: k-means lists; each list's documents against the members of the
     ``nprobe`` lists whose centroids are nearest its own, as dense matrix products (fast on CPU and GPU)."""
-    from .ivf import build_ivf
     if ivf is None:
         nlist = int(nlist or max(1, min(n // 39, int(np.sqrt(n)))))
         ivf = build_ivf(vectors, nlist=nlist, train_size=train_size, seed=seed, batch_size=batch_size,
@@ -131,7 +131,6 @@ def add_graph(index, *, neighbours: int = 100, method: str = "auto", **build_opt
         ("ivf" if method == "auto" else method)
     reuse = None
     if resolved == "ivf" and build_options.get("nlist") is None:
-        from .ivf import load_ivf
         if index.has_structure("ivf"):  # the index's own IVF partition: no second k-means
             reuse = load_ivf(index)
             logger.info("graph: reusing the index's IVF partition (%d lists)", len(reuse["centroids"]))
@@ -162,12 +161,6 @@ def load_graph(index, device="cpu") -> torch.Tensor:
 
 
 # -- searching -----------------------------------------------------------------------------------------
-def entry_rows(n: int, count: int, seed: int) -> np.ndarray:
-    """``min(count, n)`` distinct rows drawn with a private RNG (the same for every query)."""
-    count = max(0, min(int(count), n))
-    return np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
-
-
 def graph_search(qnets: QNetBatch, index, k: int, *, entry_points: int = _DEFAULTS["entry_points"],
                  n_candidates: int = _DEFAULTS["n_candidates"], max_iter: int = _DEFAULTS["max_iter"],
                  early_stop: bool = _DEFAULTS["early_stop"], variant: str = _DEFAULTS["variant"],
@@ -178,7 +171,6 @@ def graph_search(qnets: QNetBatch, index, k: int, *, entry_points: int = _DEFAUL
     ``--add ivf`` too) instead of the shared entry points; ``scored`` then counts the IVF centroids too."""
     initial, extra = None, 0
     if ivf_nprobe is not None:
-        from .ivf import ivf_candidates, load_ivf
         ivf = load_ivf(index)
         initial, extra = ivf_candidates(qnets, ivf, ivf_nprobe), len(ivf["centroids"])
     found = walk(qnets, index, load_graph(index, qnets.device), k, entry_points=entry_points,
@@ -208,23 +200,20 @@ def walk(qnets: QNetBatch, vectors, graph, k: int, *, entry_points: int = _DEFAU
     matrix = as_vectors(vectors).matrix(device=device, dtype=qnets.compute_dtype)
     if graph.shape[0] != matrix.shape[0]:
         raise ValueError(f"the graph has {graph.shape[0]} rows but the index has {matrix.shape[0]} documents")
-    threads = torch.get_num_threads()
+    threads = torch.get_num_threads()   # the loop's bookkeeping runs single-threaded, its scoring on these
     with torch_threads(1, device):
-        return _walk(qnets, matrix, graph, k, threads, entry_points=entry_points, n_candidates=n_candidates,
-                     max_iter=max_iter, early_stop=early_stop, variant=variant, seed=seed,
-                     initial_candidates=initial_candidates)
+        return _walk(qnets, matrix, graph, k, threads, entry_points, n_candidates, max_iter, early_stop, variant,
+                     seed, initial_candidates)
 
 
-def _walk(qnets, matrix, graph, k, threads, *, entry_points, n_candidates, max_iter, early_stop, variant, seed,
+def _walk(qnets, matrix, graph, k, threads, entry_points, n_candidates, max_iter, early_stop, variant, seed,
           initial_candidates):
-    """The search loop of :func:`walk` (bookkeeping single-threaded, scoring on ``threads``)."""
-    device = qnets.device
-    n, q = matrix.shape[0], len(qnets)
+    device, n, q = qnets.device, matrix.shape[0], len(qnets)
     if initial_candidates is not None:
         cand = torch.as_tensor(initial_candidates, device=device).long().reshape(q, -1)
         cand = unique_rows(cand.masked_fill(cand >= n, -1))
     else:
-        cand = torch.from_numpy(entry_rows(n, entry_points, seed)).to(device).expand(q, -1)
+        cand = torch.from_numpy(sample_rows(n, entry_points, seed)).to(device).expand(q, -1)
     visited = torch.zeros(q, n, dtype=torch.bool, device=device)
     qidx = torch.arange(q, device=device)[:, None]
     visited[qidx.expand_as(cand)[cand >= 0], cand[cand >= 0]] = True

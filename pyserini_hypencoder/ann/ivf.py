@@ -18,7 +18,7 @@ from .._fsutil import atomic_file
 from ..index.vectors import as_vectors
 from ..model.qnet import QNetBatch
 from ..strategies import STRATEGIES
-from ._common import score_rows
+from ._common import sample_rows, score_rows
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +47,8 @@ def build_ivf(vectors, *, nlist: Optional[int] = None, niter: int = 20, train_si
     nlist = int(nlist or default_nlist(n))
     if not 1 <= nlist <= n:
         raise ValueError(f"nlist must lie in [1, {n}] for {n} documents, got {nlist}")
-    read = vectors.numpy
     start_time = time.time()
-    rng = np.random.default_rng(seed)
-    sample_rows = np.sort(rng.choice(n, size=min(n, train_size), replace=False))
-    sample = vectors.rows(sample_rows).numpy()
+    sample = vectors.rows(sample_rows(n, train_size, seed)).numpy()
     kmeans = faiss.Kmeans(d, nlist, niter=niter, seed=seed, verbose=False,
                           max_points_per_centroid=max(256, len(sample) // nlist + 1))
     kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
@@ -59,19 +56,16 @@ def build_ivf(vectors, *, nlist: Optional[int] = None, niter: int = 20, train_si
     quantizer = faiss.IndexFlatL2(d)
     quantizer.add(centroids)
     assign = np.empty(n, dtype=np.int64)
-    for start in tqdm(range(0, n, batch_size), desc="ivf: assign", disable=not progress, leave=False):
-        stop = min(n, start + batch_size)
-        assign[start:stop] = quantizer.search(read(start, stop), 1)[1][:, 0]
-    order = np.argsort(assign, kind="stable").astype(np.int32)
-    counts = np.bincount(assign, minlength=nlist)
-    offsets = np.zeros(nlist + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
     # Probe vectors: each centroid rescaled to the mean norm of its members.  A mean of vectors is shorter
     # than they are, and the (non-linear) q-net ranks lists better on in-distribution norms.
     norm_sum = np.zeros(nlist, dtype=np.float64)
-    for start in range(0, n, batch_size):
-        stop = min(n, start + batch_size)
-        np.add.at(norm_sum, assign[start:stop], np.linalg.norm(read(start, stop), axis=1))
+    for start in tqdm(range(0, n, batch_size), desc="ivf: assign", disable=not progress, leave=False):
+        block = vectors.numpy(start, min(n, start + batch_size))
+        assign[start:start + len(block)] = quantizer.search(block, 1)[1][:, 0]
+        np.add.at(norm_sum, assign[start:start + len(block)], np.linalg.norm(block, axis=1))
+    order = np.argsort(assign, kind="stable").astype(np.int32)
+    counts = np.bincount(assign, minlength=nlist)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     centroid_norm = np.linalg.norm(centroids, axis=1)
     mean_norm = norm_sum / np.maximum(counts, 1)
     scale = np.where((counts > 0) & (centroid_norm > 0), mean_norm / np.maximum(centroid_norm, 1e-12), 1.0)
@@ -104,13 +98,6 @@ def load_ivf(index) -> dict:
     return index.cached("ivf", read)
 
 
-def _as_tensors(ivf: dict, device):
-    probes = ivf["probes"] if "probes" in ivf else ivf["centroids"]
-    return (torch.as_tensor(np.asarray(probes, dtype=np.float32), device=device),
-            torch.as_tensor(np.asarray(ivf["offsets"], dtype=np.int64), device=device),
-            torch.as_tensor(np.asarray(ivf["order"], dtype=np.int64), device=device))
-
-
 @torch.no_grad()
 def ivf_candidates(qnets: QNetBatch, ivf: dict, nprobe: int) -> torch.Tensor:
     """Each query's pool: the rows of its ``nprobe`` best-scoring lists -> (Q, M) int64, -1 padding.
@@ -119,7 +106,8 @@ def ivf_candidates(qnets: QNetBatch, ivf: dict, nprobe: int) -> torch.Tensor:
     if nprobe <= 0:
         raise ValueError(f"nprobe must be positive, got {nprobe}")
     device = qnets.device
-    centroids, offsets, order = _as_tensors(ivf, device)
+    centroids = torch.as_tensor(np.asarray(ivf.get("probes", ivf["centroids"]), dtype=np.float32), device=device)
+    offsets, order = (torch.as_tensor(np.asarray(ivf[key], dtype=np.int64), device=device) for key in ("offsets", "order"))
     nlist = centroids.shape[0]
     probe = min(nprobe, nlist)
     lists = torch.topk(qnets.score(centroids.to(qnets.compute_dtype)), probe, dim=1).indices  # (Q, P)

@@ -9,26 +9,17 @@ Needs no structure beyond the vectors.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .. import topk
 from ..index.vectors import as_vectors
 from ..model.qnet import QNetBatch
 from ..strategies import STRATEGIES
-from ._common import score_rows
+from ._common import sample_rows, score_rows
 
 _DEFAULTS = STRATEGIES["surrogate"].defaults
 # Rows per inner-product block (bounds the (Q, block) score matrix).
 IP_BLOCK = 65536
-
-
-def anchor_rows(n: int, anchors: int, seed: int) -> np.ndarray:
-    """``min(n, anchors)`` distinct document rows, sorted, from a private seeded RNG."""
-    if anchors <= 0:
-        raise ValueError(f"anchors must be positive, got {anchors}")
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n, size=min(n, anchors), replace=False))
 
 
 def surrogate_vectors(qnets: QNetBatch, anchors: torch.Tensor, anchor_top: int) -> torch.Tensor:
@@ -73,7 +64,9 @@ def surrogate_search(qnets: QNetBatch, vectors, k: int, *, candidates: int = _DE
                                         block, matrix.device)
         scored = n
     else:
-        rows = torch.as_tensor(anchor_rows(n, anchors, seed), device=matrix.device)
+        if anchors <= 0:
+            raise ValueError(f"anchors must be positive, got {anchors}")
+        rows = torch.as_tensor(sample_rows(n, anchors, seed), device=matrix.device)
         pool = inner_product_topk(matrix, surrogate_vectors(qnets, matrix[rows], anchor_top), m)
         scores, top_rows = topk.trim(*topk.select(score_rows(qnets, matrix, pool), pool, k, pad=True), k, n)
         scored = m + int(rows.numel())

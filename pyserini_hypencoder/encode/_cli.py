@@ -15,16 +15,7 @@ logger = logging.getLogger(__name__)
 
 PROG = "python -m pyserini_hypencoder.encode"
 GROUPS = ("input", "output", "encoder")
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
+USAGE = f"usage: {PROG} input --corpus PATH output --embeddings DIR [encoder --encoder ID]"
 
 
 def build_parsers() -> Dict[str, argparse.ArgumentParser]:
@@ -36,7 +27,7 @@ def build_parsers() -> Dict[str, argparse.ArgumentParser]:
                    help="fields to encode (default: title + text for BEIR records, contents for Pyserini ones)")
     p.add_argument("--docid-field", default=None, metavar="FIELD", help="docid field (default: id, _id or docid)")
     p.add_argument("--delimiter", default="\n", help="splits 'contents' into --fields (default: newline)")
-    p.add_argument("--shard-id", type=_non_negative_int, default=0, metavar="I")
+    p.add_argument("--shard-id", type=cli.non_negative_int, default=0, metavar="I")
     p.add_argument("--shard-num", type=cli.positive_int, default=1, metavar="N")
 
     p = parsers["output"] = cli.ArgumentParser(prog=f"{PROG} output", description="the index directory")
@@ -68,8 +59,7 @@ def split_groups(argv: Sequence[str]) -> Dict[str, List[str]]:
         elif current is None:
             if token in ("-h", "--help"):
                 raise _Help()
-            raise ValueError(f"expected a group word ({', '.join(GROUPS)}) before {token!r}; "
-                             f"usage: {PROG} input --corpus PATH output --embeddings DIR [encoder --encoder ID]")
+            raise ValueError(f"expected a group word ({', '.join(GROUPS)}) before {token!r}; {USAGE}")
         else:
             groups[current].append(token)
     for name, tokens in groups.items():
@@ -77,8 +67,7 @@ def split_groups(argv: Sequence[str]) -> Dict[str, List[str]]:
             raise _Help(name)
     for required in ("input", "output"):
         if required not in groups:
-            raise ValueError(f"the '{required}' group is missing; "
-                             f"usage: {PROG} input --corpus PATH output --embeddings DIR [encoder --encoder ID]")
+            raise ValueError(f"the '{required}' group is missing; {USAGE}")
     groups.setdefault("encoder", [])
     return groups
 

@@ -22,10 +22,7 @@ PARQUET_FILE = "vectors.parquet"
 
 def _chunks(records: Iterable[Tuple[str, str]], size: int):
     records = iter(records)
-    while True:
-        chunk = list(islice(records, size))
-        if not chunk:
-            return
+    while chunk := list(islice(records, size)):
         yield chunk
 
 

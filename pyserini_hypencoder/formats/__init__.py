@@ -5,7 +5,3 @@ from .qrels import read_qrels, write_qrels
 from .runs import OUTPUT_FORMATS, RunEntry, format_run_lines, printed_score, rank_hits, read_run, write_run
 from .text import iter_jsonl, open_text
 from .topics import read_topics, write_topics
-
-__all__ = ["JsonlCorpus", "LuceneTexts", "corpus_files", "document_text", "join_title", "write_json_collection",
-           "read_qrels", "write_qrels", "OUTPUT_FORMATS", "RunEntry", "format_run_lines", "printed_score",
-           "rank_hits", "read_run", "write_run", "iter_jsonl", "open_text", "read_topics", "write_topics"]

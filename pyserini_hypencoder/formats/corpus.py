@@ -1,15 +1,14 @@
 """Corpora: JSONL files read as (docid, text) pairs, document text by docid, and Pyserini's JsonCollection written.
 
-:class:`JsonlCorpus` is the one corpus reader: the encoder streams it, training reads BEIR corpora through it, and
-reranking looks up candidate texts in it (``texts(docids)``).  It keeps the record conventions of Pyserini's
-``JsonlCollectionIterator`` (docid from ``--docid-field`` or ``id``/``_id``/``docid``; ``--fields`` taken from the
-record or split out of ``contents`` by ``--delimiter``) but streams the files, reads ``.gz`` too and can read a
-contiguous slice for a shard.  :class:`LuceneTexts` looks up texts in a Pyserini Lucene index instead.
+:class:`JsonlCorpus`, the one corpus reader, keeps the record conventions of Pyserini's ``JsonlCollectionIterator``
+(docid from ``--docid-field`` or ``id``/``_id``/``docid``; ``--fields`` from the record or split out of
+``contents`` by ``--delimiter``) but streams the files, reads ``.gz`` too and can read a shard's slice.
 """
 from __future__ import annotations
 
 import json
 import logging
+from itertools import islice
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -33,10 +32,9 @@ def document_text(obj: dict) -> str:
     """Text to encode for a corpus record: BEIR ``title`` + ``text`` (joined as in training) or Pyserini
     ``contents`` (after the ``title`` when there is one)."""
     title = str(obj.get("title") or "")
-    if "text" in obj:
-        return join_title(title, str(obj["text"] or ""))
-    if "contents" in obj:
-        return join_title(title, str(obj["contents"] or ""))
+    for field in ("text", "contents"):
+        if field in obj:
+            return join_title(title, str(obj[field] or ""))
     if title:
         return title.strip()
     raise ValueError("record has neither text nor contents")
@@ -58,13 +56,9 @@ def corpus_files(path: Path) -> List[Path]:
 
 
 class JsonlCorpus:
-    """A JSONL corpus (file or folder, plain or gzip) in Pyserini's ``id``/``contents`` or BEIR's
-    ``_id``/``title``/``text`` form, read as (docid, text) pairs in file order.
-
-    ``fields=None`` (the default) takes BEIR records as ``title + " " + text`` (stripped, as the model was
-    trained) and Pyserini records as their whole ``contents``.  Explicit ``fields`` follow Pyserini's parsing
-    exactly; a ``title`` field is then joined in front of the others.
-    """
+    """A JSONL corpus (file or folder, plain or gzip) read as (docid, text) pairs in file order.  ``fields=None``
+    takes BEIR records as ``title + " " + text`` (as the model was trained) and Pyserini records as their
+    ``contents``; explicit ``fields`` follow Pyserini's parsing, a ``title`` field joined in front of the others."""
 
     def __init__(self, collection_path, fields: Optional[Sequence[str]] = None, docid_field: Optional[str] = None,
                  delimiter: str = "\n"):
@@ -177,11 +171,7 @@ class JsonlCorpus:
 
     def slice(self, start: int, stop: int) -> Iterator[Tuple[str, str]]:
         """(docid, text) of documents [start, stop), streamed (the records before ``start`` are only skipped)."""
-        for position, record in enumerate(self):
-            if position >= stop:
-                return
-            if position >= start:
-                yield record
+        return islice(self, start, stop)
 
     def texts(self, docids: Iterable[str]) -> Dict[str, str]:
         """``{docid: text}`` for the wanted ids found in the corpus (absent ids are not in the result); reads only
@@ -210,28 +200,26 @@ class LuceneTexts:
         except Exception as exc:  # jnius.JavaException for a folder that is not a Lucene index
             raise ValueError(f"{self.path}: not a readable Lucene index ({str(exc).splitlines()[0]})") from None
 
+    def text(self, docid: str) -> Optional[str]:
+        """The document's text (its raw JSON record read as a corpus record), None when the index lacks it."""
+        doc = self.searcher.doc(docid)
+        if doc is None:
+            return None
+        raw: Optional[str] = doc.raw()
+        if raw:
+            try:
+                obj = json.loads(raw)
+                return document_text(obj) if isinstance(obj, dict) else str(obj)
+            except (json.JSONDecodeError, ValueError):
+                return raw.strip()
+        if doc.contents() is None:
+            raise ValueError(f"{self.path}: document {docid} has no stored text; rebuild the Lucene index with "
+                             f"--storeRaw")
+        return doc.contents().strip()
+
     def texts(self, docids: Iterable[str]) -> Dict[str, str]:
-        found: Dict[str, str] = {}
-        for docid in dict.fromkeys(docids):
-            doc = self.searcher.doc(docid)
-            if doc is None:
-                continue
-            raw: Optional[str] = doc.raw()
-            text = None
-            if raw:
-                try:
-                    obj = json.loads(raw)
-                    text = document_text(obj) if isinstance(obj, dict) else str(obj)
-                except (json.JSONDecodeError, ValueError):
-                    text = raw.strip()
-            if text is None:
-                contents = doc.contents()
-                if contents is None:
-                    raise ValueError(f"{self.path}: document {docid} has no stored text; rebuild the Lucene "
-                                     f"index with --storeRaw")
-                text = contents.strip()
-            found[docid] = text
-        return found
+        found = {docid: self.text(docid) for docid in dict.fromkeys(docids)}
+        return {docid: text for docid, text in found.items() if text is not None}
 
 
 def write_json_collection(records: Iterable[Tuple[str, str]], path) -> int:

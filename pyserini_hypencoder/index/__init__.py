@@ -8,8 +8,3 @@ from ._merge import merge_indexes
 from ._reader import DenseIndex
 from ._writer import IndexWriter, check_target, partial_dir_for, write_index
 from .vectors import Vectors, as_vectors, decode
-
-__all__ = ["DenseIndex", "Vectors", "as_vectors", "decode", "IndexWriter", "write_index", "check_target",
-           "merge_indexes", "export_parquet", "IndexFormatError", "IndexMismatchError", "partial_dir_for",
-           "to_storage", "FORMAT", "VERSION", "INDEX_FILE", "DOCID_FILE", "META_FILE", "VECTORS_FILE",
-           "STORAGE_DTYPES"]

@@ -46,8 +46,6 @@ def merge_indexes(shards: Sequence[Union[str, Path]], out_dir: Union[str, Path],
         raise ValueError("some shards record shard numbers and some do not; merge shards of one run")
     meta = {k: v for k, v in first.meta.items()
             if k not in ("shard", "structures", "format", "version", "dimension", "dtype", "num_docs")}
-    if all(infos) and infos[0].get("corpus") is not None:
-        meta["corpus"] = infos[0]["corpus"]
     on_complete = None
     if all(index.meta.get("parquet") for index in indexes):  # the shards' Parquet export, redone for the whole
         on_complete = lambda tmp: export_parquet(tmp, tmp / meta["parquet"])

@@ -154,13 +154,6 @@ class DenseIndex:
             return
         raise IndexMismatchError(message + "; pass the matching encoder, or --force (force=True) to search anyway")
 
-    def update_meta(self, **changes) -> None:
-        """Merge ``changes`` into meta.json (atomic rewrite); for recording ANN structures and the like."""
-        meta = dict(self.meta)
-        meta.update(changes)
-        write_json(self.path / META_FILE, meta)
-        self.meta = meta
-
     # -- structures added by ``python -m pyserini_hypencoder.index --add NAME`` ---------------------------------
     def add_command(self, name: str) -> str:
         return f"python -m pyserini_hypencoder.index --index {self.path} --add {name}"
@@ -177,10 +170,10 @@ class DenseIndex:
         return self.path / self.structures[name]["file"]
 
     def record_structure(self, name: str, info: Dict) -> None:
-        """Record a structure (its ``file`` and parameters) under meta.json ``"structures"``."""
-        structures = self.structures
-        structures[name] = info
-        self.update_meta(structures=structures)
+        """Record a structure (its ``file`` and parameters) under meta.json ``"structures"`` (atomic rewrite)."""
+        meta = {**self.meta, "structures": {**self.structures, name: info}}
+        write_json(self.path / META_FILE, meta)
+        self.meta = meta
         self._cache.clear()
 
     def cached(self, key: str, load: Callable[[], Any]) -> Any:

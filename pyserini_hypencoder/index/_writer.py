@@ -1,6 +1,4 @@
-"""IndexWriter: builds an index directory chunk by chunk in a temporary directory beside the target, then
-renames it into place, so the target appears only when complete.  A resumable writer keeps its completed
-chunks when interrupted and picks them up when opened again with the same settings."""
+"""IndexWriter: builds an index directory chunk by chunk beside the target and renames it into place when complete."""
 from __future__ import annotations
 
 import json
@@ -36,15 +34,12 @@ def check_target(out_dir: Path, *, overwrite: bool) -> None:
 
 
 class IndexWriter:
-    """Writes an index directory; use as a context manager and call ``add(docids, vectors)`` per chunk.
+    """Writes an index directory; use as a context manager and call ``add(docids, float32 (N, d) vectors)`` per
+    chunk.  ``meta`` holds the encoder settings (the writer adds format, version, dimension, dtype, num_docs).
 
-    ``meta`` holds the encoder settings (encoder, encoder_fingerprint, pooling, max_length, bf16, ...); the
-    writer adds format, version, dimension, dtype and num_docs.  Vectors are given as float32 (N, d).
-    With ``resume_key`` (any JSON-able description of the run) the writer is resumable: an interrupted run
-    leaves its completed chunks in the temporary directory, and a writer opened with the same key, meta,
-    dimension and dtype continues after them (``num_added`` says how many documents are done).  Without it,
-    any failure removes the temporary directory.  ``on_complete(tmp_dir)`` runs once the index is complete in
-    the temporary directory, before it is renamed into place (to add files such as a Parquet export).
+    With ``resume_key`` (a JSON-able description of the run) an interrupted run keeps its completed chunks, and a
+    writer with the same key, meta, dimension and dtype continues after them (``num_added`` documents done).
+    ``on_complete(tmp_dir)`` runs on the complete index before it is renamed into place (e.g. a Parquet export).
     """
 
     def __init__(self, out_dir: Union[str, Path], *, dimension: int, meta: Optional[Dict] = None,
@@ -62,8 +57,7 @@ class IndexWriter:
         self._state = {"dimension": self.dimension, "storage_dtype": self.storage_dtype, "meta": self.meta,
                        "resume_key": resume_key}
         self.tmp_dir = partial_dir_for(self.out_dir)
-        self._chunks: List[int] = []
-        self._counts: List[int] = []
+        self._counts: List[int] = []   # documents per completed chunk, chunk i in chunk-{i:06d}.*
         self._open = False
         self.resumed_chunks = 0
         check_target(self.out_dir, overwrite=self.overwrite)
@@ -81,11 +75,13 @@ class IndexWriter:
         if self._open:
             return self
         if self.tmp_dir.exists():
-            if self.resumable and self._same_run():
+            changed = self._changed_settings()
+            if self.resumable and not changed:
                 self._load_chunks()
             elif self.resumable and not self.overwrite:
-                raise FileExistsError(f"{self.tmp_dir}: an unfinished run with other settings is there; rerun it "
-                                      f"with its settings to resume, or pass --overwrite to start afresh")
+                raise FileExistsError(f"{self.tmp_dir}: an unfinished run with other settings is there "
+                                      f"({'; '.join(changed)}); rerun it with its settings to resume, or pass "
+                                      f"--overwrite to start afresh")
             else:
                 shutil.rmtree(self.tmp_dir)
         if not self.tmp_dir.exists():
@@ -95,29 +91,27 @@ class IndexWriter:
         self._open = True
         return self
 
-    def _same_run(self) -> bool:
+    def _changed_settings(self) -> List[str]:
+        """``setting: then -> now`` for each setting of the unfinished run that differs from this writer's."""
         try:
-            state = json.loads((self.tmp_dir / PARTIAL_FILE).read_text(encoding="utf-8"))
+            then = json.loads((self.tmp_dir / PARTIAL_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return False
-        # compare through JSON so tuples and lists compare equal
-        return state == json.loads(json.dumps(self._state))
+            return ["its settings file is unreadable"]
+        now = json.loads(json.dumps(self._state))   # through JSON, so tuples and lists compare equal
+        flat = lambda state: {**{k: v for k, v in state.items() if not isinstance(v, dict)},   # noqa: E731
+                              **{k: v for part in ("meta", "resume_key") for k, v in (state.get(part) or {}).items()}}
+        then, now = flat(then), flat(now)
+        return [f"{key}: {then.get(key)!r} then, {now.get(key)!r} now" for key in sorted(set(then) | set(now))
+                if then.get(key) != now.get(key)]
 
     def _load_chunks(self) -> None:
-        number = 0
-        while True:
-            vec_path, id_path = self._chunk_paths(number)
-            if not (vec_path.is_file() and id_path.is_file()):
-                break
-            with open(id_path, encoding="utf-8") as f:
-                count = sum(1 for _ in f)
-            self._chunks.append(number)
-            self._counts.append(count)
-            number += 1
+        while all(path.is_file() for path in self._chunk_paths(len(self._counts))):
+            with open(self._chunk_paths(len(self._counts))[1], encoding="utf-8") as f:
+                self._counts.append(sum(1 for _ in f))
+        number = self.resumed_chunks = len(self._counts)
         for stray in self.tmp_dir.iterdir():  # half-written files of the interrupted chunk
             if stray.name.startswith(".") or (stray.name.startswith("chunk-") and int(stray.name[6:12]) >= number):
                 stray.unlink()
-        self.resumed_chunks = number
         if number:
             logger.info("resuming %s: %d chunks (%d documents) already written", self.tmp_dir, number,
                         self.num_added)
@@ -141,13 +135,11 @@ class IndexWriter:
                                  f"whitespace-separated)")
         if not np.isfinite(vectors).all():
             raise ValueError("vectors contain NaN or infinite values")
-        number = len(self._chunks)
-        vec_path, id_path = self._chunk_paths(number)
+        vec_path, id_path = self._chunk_paths(len(self._counts))
         with atomic_file(vec_path, "wb") as f:
             np.save(f, vectors, allow_pickle=False)
         with atomic_file(id_path) as f:  # the docid file last: a chunk is complete once it exists
             f.write("".join(d + "\n" for d in docids))
-        self._chunks.append(number)
         self._counts.append(len(docids))
 
     # -- finishing ---------------------------------------------------------------------------------
@@ -158,14 +150,11 @@ class IndexWriter:
         n, d = self.num_added, self.dimension
         tmp = self.tmp_dir
         docids = self._write_docids(tmp / DOCID_FILE)
-        if len(set(docids)) != n:
-            seen, dup = set(), None
-            for docid in docids:
-                if docid in seen:
-                    dup = docid
-                    break
-                seen.add(docid)
-            raise ValueError(f"duplicate docid {dup!r}: every document needs a distinct id")
+        seen = set()
+        for docid in docids:
+            if docid in seen:
+                raise ValueError(f"duplicate docid {docid!r}: every document needs a distinct id")
+            seen.add(docid)
         with open(tmp / INDEX_FILE, "wb") as f:
             f.write(flat_ip_header(d, n))
             for vectors in self._iter_chunks():
@@ -186,11 +175,12 @@ class IndexWriter:
         write_json(tmp / META_FILE, meta)
         if self.on_complete is not None:
             self.on_complete(tmp)  # before the chunks go, so a failure here can still be resumed
-        for number in self._chunks:
+        for number in range(len(self._counts)):
             for path in self._chunk_paths(number):
                 path.unlink()
         (tmp / PARTIAL_FILE).unlink()
-        self._install()
+        check_target(self.out_dir, overwrite=self.overwrite)  # it may have appeared meanwhile
+        replace_directory(self.tmp_dir, self.out_dir)
         self._open = False
         logger.info("wrote %s: %d documents, %d-d, %s", self.out_dir, n, d, self.storage_dtype)
         return self.out_dir
@@ -198,7 +188,7 @@ class IndexWriter:
     def _write_docids(self, path: Path) -> List[str]:
         docids: List[str] = []
         with open(path, "w", encoding="utf-8") as out:
-            for number in self._chunks:
+            for number in range(len(self._counts)):
                 with open(self._chunk_paths(number)[1], encoding="utf-8") as f:
                     for line in f:
                         out.write(line)
@@ -206,16 +196,13 @@ class IndexWriter:
         return docids
 
     def _iter_chunks(self):
-        for number in self._chunks:
+        for number in range(len(self._counts)):
             yield np.load(self._chunk_paths(number)[0], mmap_mode="r", allow_pickle=False)
 
-    def _install(self) -> None:
-        check_target(self.out_dir, overwrite=self.overwrite)  # it may have appeared meanwhile
-        replace_directory(self.tmp_dir, self.out_dir)
-
     def abort(self) -> None:
-        """Remove the temporary directory (a resumable writer keeps it instead, for the next run)."""
-        if self.tmp_dir.exists() and not self.resumable:
+        """Remove the temporary directory; a resumable writer keeps it for the next run when it holds a completed
+        chunk (with none there is nothing to resume)."""
+        if self.tmp_dir.exists() and not (self.resumable and self._counts):
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self._open = False
 

@@ -4,6 +4,3 @@ from .engine import ScoringConfig
 from .hyperhead import HyperHead
 from .hypencoder import Hypencoder
 from .qnet import QNetBatch, QNetSpec
-
-__all__ = ["CheckpointError", "HyperHead", "Hypencoder", "QNetBatch", "QNetSpec", "ScoringConfig", "load_backbone",
-           "load_hypencoder", "save_hypencoder"]

@@ -19,7 +19,8 @@ from typing import Dict, Optional
 
 import torch
 
-from .._fsutil import atomic_directory
+from .._fsutil import atomic_directory, write_json
+from .._typed import TRUE
 from .hyperhead import HyperHead
 from .hypencoder import Hypencoder
 from .qnet import QNetSpec
@@ -47,14 +48,10 @@ class CheckpointError(ValueError):
 
 
 # -- locating ---------------------------------------------------------------
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
-
-
 def _download(repo_id: str, patterns=HUB_PATTERNS) -> Path:
     """A Hub repository in the local Hugging Face cache (fetched when online and not yet there)."""
     from huggingface_hub import snapshot_download   # a dependency of transformers
-    offline = _hub_offline()
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in TRUE
     try:
         path = snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline)
     except Exception as exc:  # the hub raises many types: offline, 404, connection errors
@@ -123,16 +120,14 @@ def read_config(ckpt_dir: Path) -> dict:
 def read_state_dict(ckpt_dir: Path) -> Dict[str, torch.Tensor]:
     """Load ``model.safetensors`` if present, else ``pytorch_model.bin`` (weights only)."""
     st, binary = ckpt_dir / SAFETENSORS_FILE, ckpt_dir / BIN_FILE
+    if not (st.exists() or binary.exists()):
+        raise CheckpointError(f"{ckpt_dir}: missing weights ({SAFETENSORS_FILE} or {BIN_FILE})")
     try:
         if st.exists():
             from safetensors.torch import load_file
             state = load_file(str(st))
-        elif binary.exists():
-            state = torch.load(str(binary), map_location="cpu", weights_only=True)
         else:
-            raise CheckpointError(f"{ckpt_dir}: missing weights ({SAFETENSORS_FILE} or {BIN_FILE})")
-    except CheckpointError:
-        raise
+            state = torch.load(str(binary), map_location="cpu", weights_only=True)
     except Exception as exc:
         detail = (str(exc).strip().splitlines() or [""])[0][:160]  # torch's messages run over many lines
         raise CheckpointError(f"{ckpt_dir}: cannot read weights ({type(exc).__name__}: {detail})") from None
@@ -176,10 +171,8 @@ def _build_backbone(state: dict, config_dict: Optional[dict], num_attention_head
         config = infer_bert_config(state, num_attention_heads)
     has_pooler = any(k.startswith("pooler.") for k in state)
     try:
-        if isinstance(config, BertConfig):
-            model = BertModel(config, add_pooling_layer=has_pooler)
-        else:
-            model = AutoModel.from_config(config)
+        model = (BertModel(config, add_pooling_layer=has_pooler) if isinstance(config, BertConfig)
+                 else AutoModel.from_config(config))
         missing, unexpected = model.load_state_dict(state, strict=False)
     except (RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()
@@ -222,15 +215,13 @@ def load_hypencoder(name_or_path: str, *, device: str = "cpu", num_attention_hea
     config = read_config(ckpt_dir)
     state = read_state_dict(ckpt_dir)
     plugin = config.get(PLUGIN_KEY) or {}
-    query_kwargs = config.get("query_encoder_kwargs") or {}
-    passage_kwargs = config.get("passage_encoder_kwargs") or {}
 
     head_state = {k: v for k, v in _strip(state, QUERY_PREFIX).items() if not k.startswith("transformer.")}
     try:
         dims, hidden = HyperHead.spec_from_state_dict(head_state, complete=INIT_SEED_KEY not in plugin)
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{ckpt_dir}: hyper head not found in the weights ({exc})") from None
-    converter = query_kwargs.get("converter_kwargs") or {}
+    converter = (config.get("query_encoder_kwargs") or {}).get("converter_kwargs") or {}
     if converter.get("vector_dimensions") and list(converter["vector_dimensions"]) != dims:
         raise CheckpointError(f"{ckpt_dir}: config vector_dimensions {converter['vector_dimensions']} disagree "
                               f"with the weights {dims}")
@@ -263,7 +254,7 @@ def load_hypencoder(name_or_path: str, *, device: str = "cpu", num_attention_hea
     except RuntimeError as exc:
         raise CheckpointError(f"{ckpt_dir}: hyper-head weights disagree with their shapes "
                               f"({str(exc).strip().splitlines()[-1].strip()})") from None
-    pooling = plugin.get("pooling") or passage_kwargs.get("pooling_type", "cls")
+    pooling = plugin.get("pooling") or (config.get("passage_encoder_kwargs") or {}).get("pooling_type", "cls")
     model = Hypencoder(backbone, head, passage_backbone=passage_backbone, pooling=pooling,
                        tokenizer=_load_tokenizer(ckpt_dir, external), settings=plugin)
     model.settings["source"] = str(name_or_path) if name_or_path not in (None, "") else "default"
@@ -292,15 +283,12 @@ def build_config(model: Hypencoder, include_backbone: bool, head_init_seed: Opti
     backbone_cfg = model.backbone.config.to_dict()
     backbone_name = model.settings.get("backbone") or backbone_cfg.get("_name_or_path") or "google-bert/bert-base-uncased"
     hub_name = PACKAGE_HUB_IDS.get(backbone_name, backbone_name)  # what the original implementation can fetch
-    plugin = {k: v for k, v in model.settings.items() if k not in ("source",)}
     backbone_cfg.pop("_name_or_path", None)  # a machine-specific path
-    plugin.update({"pooling": model.pooling, "backbone_config": _jsonable(backbone_cfg)})
-    plugin.pop(INIT_SEED_KEY, None)
+    plugin = {k: v for k, v in model.settings.items() if k not in ("source", INIT_SEED_KEY, "backbone")}
+    plugin.update(pooling=model.pooling, backbone_config=json.loads(json.dumps(backbone_cfg, default=str)))
     if head_init_seed is not None:
         plugin[INIT_SEED_KEY] = int(head_init_seed)
-    if include_backbone:
-        plugin.pop("backbone", None)
-    else:
+    if not include_backbone:
         plugin["backbone"] = backbone_name
     return {
         "architectures": ["HypencoderDualEncoder"],
@@ -319,16 +307,11 @@ def build_config(model: Hypencoder, include_backbone: bool, head_init_seed: Opti
     }
 
 
-def _jsonable(d: dict) -> dict:
-    return json.loads(json.dumps(d, default=str))
-
-
 def _drop_initial_values(head: HyperHead, state: dict, seed: int) -> dict:
     kept_for_shapes = ("hyper_base_matrices.", "key_projections.0.")
     initial = _initial_head_state(head, seed)
     return {k: v for k, v in state.items()
-            if not (k.startswith(QUERY_PREFIX) and not k.startswith(QUERY_BACKBONE)
-                    and not k[len(QUERY_PREFIX):].startswith(kept_for_shapes)
+            if not (_is_head_key(k) and not k[len(QUERY_PREFIX):].startswith(kept_for_shapes)
                     and torch.equal(initial[k[len(QUERY_PREFIX):]].to(v.dtype), v))}
 
 
@@ -339,10 +322,8 @@ def _is_head_key(key: str) -> bool:
 def build_state_dict(model: Hypencoder, include_backbone: bool = True) -> Dict[str, torch.Tensor]:
     state = {QUERY_PREFIX + k: v for k, v in model.head.state_dict().items()}
     if include_backbone:
-        q = model.backbone.state_dict()
-        p = model.passage_encoder().state_dict()
-        state.update({QUERY_BACKBONE + k: v for k, v in q.items()})
-        state.update({PASSAGE_BACKBONE + k: v for k, v in p.items()})  # same storage when shared
+        state.update({QUERY_BACKBONE + k: v for k, v in model.backbone.state_dict().items()})
+        state.update({PASSAGE_BACKBONE + k: v for k, v in model.passage_encoder().state_dict().items()})  # shared
     return {k: v.detach().cpu() for k, v in state.items()}
 
 
@@ -374,8 +355,7 @@ def save_hypencoder(model: Hypencoder, out_dir: str, *, safe_serialization: bool
                       metadata={"format": "pt"})
         else:
             torch.save(state, str(tmp / BIN_FILE))
-        (tmp / CONFIG_FILE).write_text(json.dumps(build_config(model, include_backbone, head_init_seed), indent=2, sort_keys=True)
-                                       + "\n")
+        write_json(tmp / CONFIG_FILE, build_config(model, include_backbone, head_init_seed))
         if model.tokenizer is not None and include_backbone:
             model.tokenizer.save_pretrained(str(tmp))
     return out

@@ -1,20 +1,15 @@
-"""How :class:`~pyserini_hypencoder.model.qnet.QNetBatch` schedules its work: the scoring engine, chunk sizes and
-CPU worker threads.  The maths lives in ``qnet.py``; this module only decides how it is cut up and run.
+"""How :class:`~pyserini_hypencoder.model.qnet.QNetBatch` schedules its work (the maths lives in ``qnet.py``).
 
-Two engines compute the same scores (docs/speed.md):
-
-* ``per_query`` (the default on every device): each q-net runs over cache-sized chunks of documents, the queries
-  split over ``torch.get_num_threads()`` Python workers that each run single-threaded torch ops (torch releases
-  the GIL), which avoids one OpenMP barrier per small op.  On this project's CPUs it reaches 86-95% of the GEMM
-  peak in fp32.  On CUDA each q-net runs over the whole block.
-* ``batched``: all queries and documents in one pass (one GEMM for the first layer, one batched product per
-  layer), 33-62% of the peak on the same CPUs: it is memory-bound.
+Two engines compute the same scores (docs/speed.md): ``per_query``, the default, runs each q-net over cache-sized
+chunks with the queries split over single-threaded Python workers (86-95% of the GEMM peak on this project's
+CPUs; on CUDA each q-net takes the whole block), and ``batched`` runs all queries and documents in one pass
+(33-62%: memory-bound).
 """
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -37,10 +32,9 @@ class ScoringConfig:
     chunk_elements: int = 2 ** 20
 
     def __post_init__(self):
-        if self.engine is not None and self.engine not in ENGINES:
-            raise ValueError(f"unknown scoring engine {self.engine!r}; expected one of {', '.join(ENGINES)}")
+        self.engine_for(None)   # an unknown engine fails here
 
-    def engine_for(self, device: torch.device, engine: Optional[str] = None) -> str:
+    def engine_for(self, device: Optional[torch.device], engine: Optional[str] = None) -> str:
         """The engine to run on ``device``: ``engine`` if given, else the configured one, else the fastest."""
         chosen = engine or self.engine or "per_query"
         if chosen not in ENGINES:
@@ -55,9 +49,6 @@ class ScoringConfig:
         """Documents per exact-search block for q-nets of hidden ``width``."""
         per_row = 4 * width * (queries if self.engine_for(device) == "batched" else 1)
         return int(max(256, ACTIVATION_BUDGET // per_row))
-
-    def replace(self, **changes) -> "ScoringConfig":
-        return replace(self, **changes)
 
 
 DEFAULT_CONFIG = ScoringConfig()
@@ -83,8 +74,7 @@ def run_over_queries(q: int, work: Callable[[range], None], config: ScoringConfi
             pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="qnet")
         torch.set_num_threads(1)
         try:
-            futures = [pool.submit(work, range(w, q, workers)) for w in range(workers)]
-            for future in futures:
+            for future in [pool.submit(work, range(w, q, workers)) for w in range(workers)]:
                 future.result()
         finally:
             torch.set_num_threads(threads)

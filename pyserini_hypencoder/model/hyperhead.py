@@ -33,8 +33,7 @@ class HyperHead(nn.Module):
         self.spec = spec
         self.hidden_size = hidden_size
         n_weights = spec.num_layers
-        w_in = [dims[i] for i in range(n_weights)]
-        w_out = [dims[i + 1] for i in range(n_weights)]
+        w_in, w_out = list(dims[:-1]), list(dims[1:])
         b_dim = [dims[j + 1] for j in range(n_weights - 1)]
         self.hyper_base_matrices = nn.ParameterList(
             [nn.Parameter(torch.zeros(1, o, i)) for i, o in zip(w_in, w_out)])
@@ -48,6 +47,7 @@ class HyperHead(nn.Module):
         self.key_projections = nn.ModuleList([nn.Linear(hidden_size, d) for d in kv_dims])
         self.value_projections = nn.ModuleList([nn.Linear(hidden_size, d) for d in kv_dims])
 
+    @torch.no_grad()
     def reset_parameters(self, generator: Optional[torch.Generator] = None) -> None:
         """Initialise for training from scratch: the q-net starts near a query-independent base.
 
@@ -58,21 +58,19 @@ class HyperHead(nn.Module):
         for lin in [*self.weight_hyper_projection, *self.bias_hyper_projection,
                     *self.key_projections, *self.value_projections]:
             bound = 1.0 / math.sqrt(lin.in_features)
-            with torch.no_grad():
-                lin.weight.uniform_(-bound, bound, generator=g)
-                lin.bias.uniform_(-bound, bound, generator=g)
+            lin.weight.uniform_(-bound, bound, generator=g)
+            lin.bias.uniform_(-bound, bound, generator=g)
         h = self.hidden_size
-        with torch.no_grad():
-            for i, base in enumerate(self.hyper_base_matrices):
-                base.normal_(0.0, math.sqrt(2.0 / base.shape[2]), generator=g)
-                self.weight_query_embeddings[i].normal_(0.0, 10.0, generator=g)
-                self.weight_hyper_projection[i].weight.normal_(0.0, 1.0 / h ** 2, generator=g)
-                self.weight_hyper_projection[i].bias.zero_()
-            for j, base in enumerate(self.hyper_base_vectors):
-                base.zero_()
-                self.bias_query_embeddings[j].normal_(0.0, 10.0, generator=g)
-            for lin in [*self.key_projections, *self.value_projections]:
-                lin.bias.zero_()
+        for i, base in enumerate(self.hyper_base_matrices):
+            base.normal_(0.0, math.sqrt(2.0 / base.shape[2]), generator=g)
+            self.weight_query_embeddings[i].normal_(0.0, 10.0, generator=g)
+            self.weight_hyper_projection[i].weight.normal_(0.0, 1.0 / h ** 2, generator=g)
+            self.weight_hyper_projection[i].bias.zero_()
+        for j, base in enumerate(self.hyper_base_vectors):
+            base.zero_()
+            self.bias_query_embeddings[j].normal_(0.0, 10.0, generator=g)
+        for lin in [*self.key_projections, *self.value_projections]:
+            lin.bias.zero_()
 
     @staticmethod
     def _attend(states: torch.Tensor, mask_bias: torch.Tensor, query: torch.Tensor, key: nn.Linear,

@@ -11,6 +11,7 @@ fp32, which keeps scores stable near the top-k boundary.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
 
@@ -88,28 +89,22 @@ class QNetSpec:
         return 2 * sum(d[i] * d[i + 1] for i in range(len(d) - 1))
 
     def to_converter_kwargs(self) -> dict:
-        return {
-            "vector_dimensions": list(self.vector_dimensions),
-            "activation_type": self.activation,
-            "do_layer_norm": self.do_layer_norm,
-            "do_residual": self.do_residual,
-            "do_residual_on_last": self.do_residual_on_last,
-            "layer_norm_before_residual": self.layer_norm_before_residual,
-        }
+        """The original implementation's ``converter_kwargs`` (config.json)."""
+        return {"vector_dimensions": list(self.vector_dimensions),
+                **{key: getattr(self, field) for key, field in _CONVERTER_KEYS.items()}}
 
     @classmethod
     def from_converter_kwargs(cls, kwargs: dict, vector_dimensions: Optional[Sequence[int]] = None) -> "QNetSpec":
         dims = vector_dimensions if vector_dimensions is not None else kwargs.get("vector_dimensions")
         if dims is None:
             raise ValueError("q-net vector_dimensions are not known")
-        return cls(
-            vector_dimensions=tuple(dims),
-            activation=kwargs.get("activation_type", "relu"),
-            do_layer_norm=kwargs.get("do_layer_norm", True),
-            do_residual=kwargs.get("do_residual", True),
-            do_residual_on_last=kwargs.get("do_residual_on_last", False),
-            layer_norm_before_residual=kwargs.get("layer_norm_before_residual", True),
-        )
+        return cls(tuple(dims), **{field: kwargs[key] for key, field in _CONVERTER_KEYS.items() if key in kwargs})
+
+
+# converter_kwargs key -> QNetSpec field
+_CONVERTER_KEYS = {"activation_type": "activation", "do_layer_norm": "do_layer_norm", "do_residual": "do_residual",
+                   "do_residual_on_last": "do_residual_on_last",
+                   "layer_norm_before_residual": "layer_norm_before_residual"}
 
 
 def _as_tensor(x: Union[np.ndarray, torch.Tensor], device, dtype) -> torch.Tensor:
@@ -173,7 +168,7 @@ class QNetBatch:
 
     def with_config(self, **changes) -> "QNetBatch":
         """The same q-nets scored with other :class:`~.engine.ScoringConfig` settings (e.g. ``engine="batched"``)."""
-        return self._from_parts(self.weights, self.biases, config=self.config.replace(**changes))
+        return self._from_parts(self.weights, self.biases, config=dataclasses.replace(self.config, **changes))
 
     @classmethod
     def concat(cls, batches: Sequence["QNetBatch"]) -> "QNetBatch":
@@ -215,12 +210,6 @@ class QNetBatch:
         (needs the layer norm to come before the residual, or no residual)."""
         spec, last = self.spec, len(self.weights) - 2
         return self.config.fuse_last_block and spec.do_layer_norm and (spec.layer_norm_before_residual or not spec.residual_at(last))
-
-    def _needs_fp32_input(self) -> bool:
-        """Whether the fused last block reads the (bf16) input again in fp32: one block, residual on it."""
-        return (self._fuses_last_block() and self.compute_dtype != torch.float32 and len(self.weights) == 2
-                and self.spec.residual_at(0))
-
 
     def _score_rows(self, i: int, x: torch.Tensor, x_fp32: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Inference fast path: q-net ``i`` on contiguous rows ``x`` (M, d) in compute dtype -> (M,) fp32.
@@ -274,10 +263,7 @@ class QNetBatch:
         """Score N shared documents with every q-net: (N, d) -> (Q, N) float32.
 
         One call scores every pair; how the work is cut up is the engine's (``engine`` overrides the
-        configured one, see :mod:`.engine`): by default ``per_query``, each q-net over cache-sized chunks with
-        the queries spread over CPU worker threads, or ``batched``, all queries and documents in one pass.
-        Both give the same scores up to floating-point rounding.  Callers bound N (exact search scores an
-        index in blocks).
+        configured one; see :mod:`.engine`).  Callers bound N (exact search scores an index in blocks).
         """
         docs = _as_tensor(doc_vectors, self.device, self.compute_dtype)
         if docs.ndim != 2 or docs.shape[1] != self.input_dim:
@@ -299,7 +285,9 @@ class QNetBatch:
                 out[i] = self._score_rows(i, docs)
             return out
         step = self.config.chunk_rows(max(self.spec.vector_dimensions))
-        share = self._needs_fp32_input()
+        # the fused last block reads a (bf16) input again in fp32 when it is the only block and has a residual
+        share = (self._fuses_last_block() and self.compute_dtype != torch.float32 and len(self.weights) == 2
+                 and self.spec.residual_at(0))
 
         def work(queries):
             for start in range(0, n, step):  # a cache-sized chunk of documents, then every query on it

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from ..cli import ArgumentParser, define_encoder_args, positive_int, set_threads, setup_logging
 from ..formats.runs import OUTPUT_FORMATS, read_run, write_run
 from ..formats.topics import read_topics
-from ..strategies import STRATEGIES, Strategy, get_strategy
+from ..strategies import STRATEGIES, get_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +31,6 @@ def _search_param(text: str) -> Tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def _dest(strategy: Strategy, name: str) -> str:
-    return f"{strategy.name}__{name}"
-
-
 def define_strategy_args(parser) -> None:
     """``--strategy`` and one flag per declared parameter (``--STRATEGY-PARAM``, older spellings hidden)."""
     group = parser.add_argument_group("search strategy")
@@ -44,20 +40,17 @@ def define_strategy_args(parser) -> None:
         for param in strategy.params:
             if param.type is bool:   # a switch away from the default
                 kwargs = dict(action="store_const", const=not param.default)
-            else:
-                kwargs = dict(type=positive_int if param.type is int and param.minimum == 1 else param.type,
-                              metavar="N" if param.type is int else param.name.upper())
-                if param.choices:
-                    kwargs = dict(choices=param.choices)
-            if param.type is bool:
                 help_ = f"{strategy.name}: {'switch off' if param.default else 'switch on'}: {param.help}"
             else:
-                default = "" if param.default is None else f" (default {param.default})"
-                help_ = f"{strategy.name}: {param.help}{default}"
-            group.add_argument(strategy.flag(param), dest=_dest(strategy, param.name), default=None, help=help_,
+                kwargs = dict(choices=param.choices) if param.choices else dict(
+                    type=positive_int if param.type is int and param.minimum == 1 else param.type,
+                    metavar="N" if param.type is int else param.name.upper())
+                help_ = f"{strategy.name}: {param.help}" + ("" if param.default is None else
+                                                            f" (default {param.default})")
+            group.add_argument(strategy.flag(param), dest=f"{strategy.name}__{param.name}", default=None, help=help_,
                                **kwargs)
             if param.aliases:
-                group.add_argument(*param.aliases, dest=_dest(strategy, param.name), default=None,
+                group.add_argument(*param.aliases, dest=f"{strategy.name}__{param.name}", default=None,
                                    help=argparse.SUPPRESS, **kwargs)
     group.add_argument("--search-param", type=_search_param, action="append", default=[], metavar="NAME=VALUE",
                        help="a parameter of the chosen strategy by its name (repeatable)")
@@ -68,7 +61,7 @@ def given_params(args) -> Dict[str, Dict[str, object]]:
     given: Dict[str, Dict[str, object]] = {}
     for strategy in STRATEGIES.values():
         for param in strategy.params:
-            value = getattr(args, _dest(strategy, param.name))
+            value = getattr(args, f"{strategy.name}__{param.name}")
             if value is not None:
                 given.setdefault(strategy.name, {})[param.name] = value
     return given
@@ -76,9 +69,7 @@ def given_params(args) -> Dict[str, Dict[str, object]]:
 
 def search_params(args) -> dict:
     """The chosen strategy's parameters from its flags and ``--search-param`` (checked by the registry)."""
-    params = dict(given_params(args).get(args.strategy, {}))
-    params.update(dict(args.search_param))
-    return params
+    return {**given_params(args).get(args.strategy, {}), **dict(args.search_param)}
 
 
 def build_parser() -> ArgumentParser:
@@ -131,12 +122,6 @@ def _check_args(args) -> None:
         raise IsADirectoryError(f"{args.output}: output is a directory")
 
 
-def _load_encoder(args):
-    from ..encoders import HypencoderQueryEncoder
-    return HypencoderQueryEncoder(args.encoder, device=args.device, max_length=args.max_length, bf16=args.bf16,
-                                  num_attention_heads=args.num_attention_heads)
-
-
 def _search(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple[str, float]]]:
     from ._searcher import HypencoderSearcher
     searcher = HypencoderSearcher(args.index, encoder, force=args.force, strategy=args.strategy,
@@ -174,7 +159,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.index:  # a malformed index fails before the model loads
         from ..index import DenseIndex
         args.index = DenseIndex.open(args.index)
-    encoder = _load_encoder(args)
+    from ..encoders import HypencoderQueryEncoder
+    encoder = HypencoderQueryEncoder(args.encoder, device=args.device, max_length=args.max_length, bf16=args.bf16,
+                                     num_attention_heads=args.num_attention_heads)
     started = time.perf_counter()
     results = _rerank(args, topics, encoder, run) if run is not None else _search(args, topics, encoder)
     elapsed = time.perf_counter() - started

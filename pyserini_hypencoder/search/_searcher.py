@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 from pyserini.search.faiss import DenseSearchResult, PrfDenseSearchResult
@@ -26,26 +26,16 @@ def call_threads(threads: Optional[int]) -> Optional[int]:
     return threads if threads and threads > 1 else None
 
 
-def _encoder_identity(encoder) -> Tuple[Optional[str], Optional[str]]:
-    name = getattr(encoder, "encoder_name", None)
-    fingerprint = getattr(encoder, "fingerprint", None)
-    return (str(name) if name is not None else None), (str(fingerprint) if fingerprint else None)
-
-
-def _encoder_dimension(encoder) -> Optional[int]:
-    model = getattr(encoder, "model", None)
-    spec = getattr(model, "spec", None)
-    return int(spec.input_dim) if spec is not None else None
-
-
 def open_index(index: Union[str, DenseIndex]) -> DenseIndex:
     return index if isinstance(index, DenseIndex) else DenseIndex.open(index)
 
 
 def check_compatible(index: DenseIndex, query_encoder, *, force: bool = False) -> None:
     """Dimension (always) and encoder fingerprint (unless ``force``) of ``index`` against ``query_encoder``."""
-    name, fingerprint = _encoder_identity(query_encoder)
-    dimension = _encoder_dimension(query_encoder)
+    name, fingerprint = getattr(query_encoder, "encoder_name", None), getattr(query_encoder, "fingerprint", None)
+    name, fingerprint = (None if name is None else str(name)), (str(fingerprint) if fingerprint else None)
+    spec = getattr(getattr(query_encoder, "model", None), "spec", None)
+    dimension = None if spec is None else int(spec.input_dim)
     # the document side is hashed only if the full fingerprints differ (it re-reads the backbone's weights)
     index.check_encoder(name, fingerprint, force=force, dimension=dimension,
                         document_fingerprint=lambda: getattr(query_encoder, "document_fingerprint", None))
@@ -57,22 +47,12 @@ def check_compatible(index: DenseIndex, query_encoder, *, force: bool = False) -
 class HypencoderSearcher:
     """Search an index directory with q-nets, the way Pyserini's ``FaissSearcher`` searches a faiss index.
 
-    Parameters
-    ----------
-    index_dir : str, Path or DenseIndex
-        Index directory written by ``python -m pyserini_hypencoder.encode`` (``index``, ``docid``, ``meta.json``).
-    query_encoder : HypencoderQueryEncoder or str
-        The encoder (or a checkpoint path / ``"default"``, loaded on the CPU) that turns queries into q-nets.
-    force : bool
-        Search even when meta.json names other encoder weights (a dimension mismatch is always an error).
-    strategy : str
-        A name from :data:`pyserini_hypencoder.strategies.STRATEGIES`: ``exact`` scoring of every document (the
-        default), or an approximate strategy (``graph``, ``ivf``, ``surrogate``).
-    search_params : dict
-        The strategy's parameters (e.g. ``{"candidates": 2000}`` for surrogate); the declared defaults fill in
-        the rest, and an unknown or ill-typed one is a ValueError.
-    search, block_size
-        Deprecated spellings of ``strategy`` and of ``search_params={"block_size": ...}`` (exact search).
+    ``index_dir``: a directory written by ``python -m pyserini_hypencoder.encode`` (or a DenseIndex);
+    ``query_encoder``: a HypencoderQueryEncoder, or a checkpoint path / ``"default"`` loaded on the CPU; ``force``:
+    search an index of other encoder weights (a dimension mismatch is always an error).  ``strategy`` names an
+    entry of :data:`~pyserini_hypencoder.strategies.STRATEGIES` (``exact`` by default); ``search_params`` are its
+    parameters (e.g. ``{"candidates": 2000}`` for surrogate), the declared defaults filling in the rest.
+    ``search=`` and ``block_size=`` are deprecated spellings of ``strategy=`` and ``search_params={"block_size"}``.
     """
 
     def __init__(self, index_dir, query_encoder, *, force: bool = False, strategy: str = "exact",
@@ -173,8 +153,7 @@ class HypencoderSearcher:
                 qnets = self._encode(queries[start:start + QUERY_CHUNK])
                 if return_vector:
                     encoded.append(qnets)
-                for qid, hits in zip(q_ids[start:start + QUERY_CHUNK], self._search_qnets(qnets, k, return_vector)):
-                    results[qid] = hits
+                results.update(zip(q_ids[start:start + QUERY_CHUNK], self._search_qnets(qnets, k, return_vector)))
         if return_vector:
             return (QNetBatch.concat(encoded) if encoded else None), results
         return results

@@ -29,23 +29,10 @@ PROGRESS_SLICE = 512
 class HypencoderReranker:
     """Rescore per-query candidate sets with :meth:`QNetBatch.score_candidates`.
 
-    Parameters
-    ----------
-    query_encoder : HypencoderQueryEncoder
-        Turns queries into q-nets; its model also encodes candidates that need encoding.
-    index : str, Path or DenseIndex, optional
-        Dense index holding candidate vectors (checked against the encoder like the searcher does).
-    texts : JsonlCorpus or LuceneTexts, optional
-        Where to find the text of candidates the index lacks.
-    force : bool
-        Use an index built by other encoder weights.
-    batch_size : int
-        Queries per q-net batch.
-    doc_max_length : int
-        Truncation of candidates encoded from text (default: the index's ``max_length`` when an index is given,
-        else the model's passage setting).  With an index, its ``bf16`` setting is used for them too.
-    progress : bool
-        tqdm progress bars on stderr.
+    The query encoder's model also encodes candidates that ``index`` (checked against the encoder, as the searcher
+    does; ``force`` accepts other weights) lacks, from ``texts`` (a ``JsonlCorpus`` or ``LuceneTexts``), truncated to
+    ``doc_max_length`` (default: the index's ``max_length`` and ``bf16``, else the model's passage setting).
+    ``batch_size`` queries share a q-net batch; ``progress`` shows tqdm bars on stderr.
     """
 
     def __init__(self, query_encoder, *, index=None, texts=None, force: bool = False, batch_size: int = 32,
@@ -80,9 +67,7 @@ class HypencoderReranker:
             rows = self.index.rows_for(docids)
             present = [i for i, r in enumerate(rows) if r >= 0]
             if present:
-                found = self.index.vectors.rows(rows[present]).numpy()
-                for j, i in enumerate(present):
-                    vectors[docids[i]] = found[j]
+                vectors.update(zip([docids[i] for i in present], self.index.vectors.rows(rows[present]).numpy()))
             missing = [d for d, r in zip(docids, rows) if r < 0]
         if missing:
             vectors.update(self._encode_texts(missing))

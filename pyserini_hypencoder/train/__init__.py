@@ -1,5 +1,3 @@
 """Training Hypencoders (and the bi-encoder control): ``python -m pyserini_hypencoder.train``."""
 from .config import TrainConfig
 from .losses import cross_entropy, margin_mse
-
-__all__ = ["TrainConfig", "margin_mse", "cross_entropy"]

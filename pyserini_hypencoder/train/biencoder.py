@@ -1,9 +1,8 @@
 """The bi-encoder control: the same backbone, pooled query and passage vectors, dot/cosine scoring.
 
-With a frozen backbone the trainable part is a linear query projection (h x h, initialised to the
-identity, so training starts from the zero-shot backbone); with an unfrozen backbone everything trains.
-It exposes the same methods as :class:`Hypencoder` (its query side as a linear q-net), so the
-trainer, the feature cache and exact search treat both alike.  Saved as ``config.json`` + ``biencoder.safetensors`` (+ backbone when fine-tuned).
+With a frozen backbone the trainable part is a linear query projection (h x h, identity at the start: the
+zero-shot backbone).  It has :class:`Hypencoder`'s methods (its query side a linear q-net), so the trainer, the
+feature cache and exact search treat both alike.  Saved as ``config.json`` + ``biencoder.safetensors``.
 """
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ class BiEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.normalize = normalize
-        self.scale = float(scale)
+        self.scale = self.logit_scale = float(scale)   # the factor on similarities in the training loss
         h = backbone.config.hidden_size
         self.query_projection = nn.Linear(h, h)
         with torch.no_grad():
@@ -68,11 +67,6 @@ class BiEncoder(nn.Module):
     def passage_side(self, vectors: torch.Tensor) -> torch.Tensor:
         """Document vectors as the query vectors score them (unit length when ``normalize``)."""
         return F.normalize(vectors.float(), dim=-1) if self.normalize else vectors.float()
-
-    @property
-    def logit_scale(self) -> float:
-        """The factor on raw similarities in the training loss (a cosine needs one)."""
-        return self.scale
 
     def qnets_from_states(self, states: torch.Tensor, mask: torch.Tensor, bf16: bool = False,
                           detach: bool = True) -> QNetBatch:

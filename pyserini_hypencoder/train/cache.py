@@ -1,9 +1,8 @@
 """Disk cache of frozen-backbone features: passage vectors and query token states.
 
-With a frozen backbone the expensive part of training is running the backbone; its outputs
-depend only on (backbone weights, text, max length, pooling), so they are computed once and
-stored under ``cache_dir/<key>.pt``.  The key hashes the backbone fingerprint, the kind of
-feature, the max length, the pooling and every text in order.
+With a frozen backbone, running it is the expensive part of training; its outputs are computed once and
+stored under ``cache_dir/<key>.pt``, the key hashing the backbone fingerprint, the kind of feature, the max
+length, the pooling and every text in order.
 """
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .._fsutil import atomic_file, cache_path
 from ..model.fingerprint import weights_fingerprint
-from ..model.hypencoder import Hypencoder, pool
+from ..model.hypencoder import Hypencoder
 from ..model.tokenize import tokenize
 
 logger = logging.getLogger(__name__)
@@ -106,8 +105,3 @@ def query_states(model: Hypencoder, texts: Sequence[str], *, max_length: int, ba
     if path is not None:
         _save(result, path)
     return result
-
-
-def mean_pool(features: dict) -> torch.Tensor:
-    """Masked-mean query vectors from cached token states."""
-    return pool(features["states"], features["mask"], "mean")

@@ -97,23 +97,16 @@ class TrainConfig:
         return config
 
     def validate(self) -> None:
-        if self.model_kind not in ("hypencoder", "biencoder"):
-            raise ValueError(f"model_kind must be hypencoder or biencoder, not {self.model_kind!r}")
-        if self.data_format not in ("beir", "jsonl"):
-            raise ValueError(f"data_format must be beir or jsonl, not {self.data_format!r}")
+        from ..model.hypencoder import POOLINGS
+        for name, allowed in (("model_kind", ("hypencoder", "biencoder")), ("data_format", ("beir", "jsonl")),
+                              ("head_init", ("paper", "warm", "cosine")), ("hidden_parts", ("all", "base")),
+                              ("schedule", ("constant", "linear", "cosine")), ("pooling", POOLINGS),
+                              ("positive_filter", ("first", "type", "threshold"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be {', '.join(allowed[:-1])} or {allowed[-1]}, "
+                                 f"not {getattr(self, name)!r}")
         if not self.data_path:
             raise ValueError("data_path is required")
-        if self.head_init not in ("paper", "warm", "cosine"):
-            raise ValueError(f"head_init must be paper, warm or cosine, not {self.head_init!r}")
-        if self.hidden_parts not in ("all", "base"):
-            raise ValueError(f"hidden_parts must be all or base, not {self.hidden_parts!r}")
-        if self.schedule not in ("constant", "linear", "cosine"):
-            raise ValueError(f"schedule must be constant, linear or cosine, not {self.schedule!r}")
-        from ..model.hypencoder import POOLINGS
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
-        if self.positive_filter not in ("first", "type", "threshold"):
-            raise ValueError(f"positive_filter must be first, type or threshold, not {self.positive_filter!r}")
         if self.positive_filter == "threshold" and self.score_threshold is None:
             raise ValueError("positive_filter threshold needs score_threshold")
         if self.steps is None and self.epochs is None:

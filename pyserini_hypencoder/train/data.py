@@ -1,9 +1,7 @@
 """Training data: the original JSONL format, or BEIR corpus/queries/qrels plus a first-stage run.
 
-Everything becomes a :class:`TrainingData`: a table of query texts, a table of passage texts,
-and one :class:`Example` per query (positive passage rows, hard-negative rows in first-stage
-order, optional teacher scores).  Rows index the tables, so frozen-backbone features can be
-cached once per table.
+Everything becomes a :class:`TrainingData`: tables of query and passage texts and one :class:`Example` per
+query (positive and hard-negative passage rows, optional teacher scores); frozen features are cached per table.
 """
 from __future__ import annotations
 
@@ -72,6 +70,11 @@ def load_jsonl(path, *, positive_filter: str = "first", positive_type: str = "po
     ``positive_filter``: ``first`` (items[0], as in the paper), ``type`` (item type == positive_type)
     or ``threshold`` (score > score_threshold).
     """
+    is_positive = {"first": lambda k, item: k == 0, "type": lambda k, item: item.get("type") == positive_type,
+                   "threshold": lambda k, item: item.get("score") is not None and
+                   float(item["score"]) > float(score_threshold)}.get(positive_filter)
+    if is_positive is None:
+        raise ValueError(f"unknown positive_filter {positive_filter!r} (first|type|threshold)")
     path = Path(path)
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
@@ -112,15 +115,7 @@ def load_jsonl(path, *, positive_filter: str = "first", positive_type: str = "po
                     r = passage_row(item.get("id", item["content"]), item["content"])
                     if item.get("score") is not None:
                         scores[r] = float(item["score"])
-                    if positive_filter == "first":
-                        is_pos = k == 0
-                    elif positive_filter == "type":
-                        is_pos = item.get("type") == positive_type
-                    elif positive_filter == "threshold":
-                        is_pos = item.get("score") is not None and float(item["score"]) > float(score_threshold)
-                    else:
-                        raise ValueError(f"unknown positive_filter {positive_filter!r} (first|type|threshold)")
-                    (pos if is_pos else neg).append(r)
+                    (pos if is_positive(k, item) else neg).append(r)
                 if not pos:
                     continue
                 q_ids.append(qid)

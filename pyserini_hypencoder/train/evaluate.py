@@ -43,10 +43,10 @@ def load_scorer(spec: str):
 
 
 def settings_of(model) -> dict:
-    s = model.settings
-    from ..encoders import DEFAULT_PASSAGE_MAX_LENGTH, DEFAULT_QUERY_MAX_LENGTH   # the search side's defaults
-    return {"query_max_length": int(s.get("query_max_length") or DEFAULT_QUERY_MAX_LENGTH),
-            "passage_max_length": int(s.get("passage_max_length") or DEFAULT_PASSAGE_MAX_LENGTH)}
+    """The model's max lengths, defaulting to the search side's."""
+    from ..encoders import DEFAULT_PASSAGE_MAX_LENGTH, DEFAULT_QUERY_MAX_LENGTH
+    return {key: int(model.settings.get(key) or default) for key, default in
+            (("query_max_length", DEFAULT_QUERY_MAX_LENGTH), ("passage_max_length", DEFAULT_PASSAGE_MAX_LENGTH))}
 
 
 def split_qids(data: Path, split: str) -> list:

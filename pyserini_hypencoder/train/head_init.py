@@ -10,17 +10,20 @@ import torch
 
 
 def _start_near_linear(head, name: str):
-    """Checks shared by the warm and cosine starts, and their common first step: the hidden blocks' generated
-    weights lose their query-independent base, so ``x W_j`` starts near 0 and the residual carries the passage
-    vector to the last layer.  Returns (hidden size h, index k of the last weight)."""
+    """Checks shared by the warm and cosine starts, and their common first steps: every generated weight loses its
+    query-independent base (so the hidden ``x W_j`` start near 0 and the residual carries the passage vector to
+    the last layer), and the last weight's key projection and output bias are zeroed (its attention pools the
+    query tokens by their mean).  Returns (hidden size h, index k of the last weight)."""
     spec = head.spec
     if any(not spec.residual_at(j) for j in range(spec.num_layers - 1)):
         raise ValueError(f"head_init {name!r} needs do_residual and do_residual_on_last (a residual on every block)")
     h, k = head.hidden_size, spec.num_layers - 1
     if spec.vector_dimensions[k] != h:
         raise ValueError(f"head_init {name!r} needs the last q-net layer to have the backbone's width")
-    for i in range(k):
+    for i in range(k + 1):
         head.hyper_base_matrices[i].zero_()
+    for tensor in (head.key_projections[k].weight, head.key_projections[k].bias, head.weight_hyper_projection[k].bias):
+        tensor.zero_()
     return h, k
 
 
@@ -28,34 +31,23 @@ def _start_near_linear(head, name: str):
 def warm_start_head(head, passage_vectors: Optional[torch.Tensor] = None, *, seed: int = 1) -> None:
     """Start the q-net as a (projected) dot product with the mean-pooled query, plus near-zero hidden layers.
 
-    The first ``L-1`` generated weights lose their query-independent base (so ``x W_j`` starts near 0 and
-    the residual carries the passage vector through); the last weight's attention becomes uniform
-    (key projection 0 = mean pooling of the query tokens) and its value/output projections become
-    ``[A; -A]`` / ``[A^T, -A^T]``, so that ``ReLU`` loses nothing and ``w_last = A^T A q`` up to the layer
-    norm's scale.  ``A`` holds the top h/2 principal directions of the passage vectors (a random
+    The last weight's value/output projections become ``[A; -A]`` / ``[A^T, -A^T]``, so that ``ReLU`` loses
+    nothing and ``w_last = A^T A q`` up to the layer norm's scale.  ``A`` holds the top h/2 principal directions of the passage vectors (a random
     orthonormal basis without them).  Needs a residual connection on every hidden block.
     """
     h, k = _start_near_linear(head, "warm")
+    basis = None
     if passage_vectors is not None and passage_vectors.shape[0] >= 2:
-        x = passage_vectors.float() - passage_vectors.float().mean(0)
-        basis = torch.linalg.svd(x, full_matrices=False).Vh
-        if basis.shape[0] < h // 2:
-            basis = None
-    else:
-        basis = None
-    if basis is None:
+        basis = torch.linalg.svd(passage_vectors.float() - passage_vectors.float().mean(0), full_matrices=False).Vh
+    if basis is None or basis.shape[0] < h // 2:
         g = torch.Generator().manual_seed(seed)
         basis = torch.linalg.qr(torch.randn(h, h, generator=g))[0].T
     a = basis[: h // 2].to(head.key_projections[k].weight.dtype)
-    head.key_projections[k].weight.zero_()
-    head.key_projections[k].bias.zero_()
     head.value_projections[k].weight.zero_()
     head.value_projections[k].weight[: 2 * a.shape[0]] = torch.cat([a, -a])
     head.value_projections[k].bias.zero_()
     head.weight_hyper_projection[k].weight.zero_()
     head.weight_hyper_projection[k].weight[:, : 2 * a.shape[0]] = torch.cat([a, -a]).T
-    head.weight_hyper_projection[k].bias.zero_()
-    head.hyper_base_matrices[k].zero_()
 
 
 # Value-projection bias of the "cosine" start: keeps ReLU the identity for mean-pooled MiniLM-like token states
@@ -68,8 +60,7 @@ COSINE_LOGIT_SCALE = 20.0
 def cosine_start_head(head) -> None:
     """Start the q-net as a scaled cosine between the (centred) mean-pooled query and the passage vector.
 
-    Hidden generated weights lose their base (``x W_j`` near 0; the residual carries the passage vector).  The
-    last weight's generator pools the query tokens by their mean (its attention query is zero), its value
+    The last weight's attention query is zero too, its value
     projection is the identity plus ``COSINE_SHIFT`` (ReLU passes everything, the layer norm removes the
     shift) and its output projection ``s I`` with ``s = 20 / sqrt(h)``, so ``w_last = 20 * centred(m) /
     |centred(m)|``.  The trainer keeps the pooling, the output projection and the base of the last weight
@@ -79,13 +70,9 @@ def cosine_start_head(head) -> None:
     h, k = _start_near_linear(head, "cosine")
     eye = torch.eye(h, dtype=head.value_projections[k].weight.dtype)
     head.weight_query_embeddings[k].zero_()
-    head.key_projections[k].weight.zero_()
-    head.key_projections[k].bias.zero_()
     head.value_projections[k].weight.copy_(eye)
     head.value_projections[k].bias.fill_(COSINE_SHIFT)
     head.weight_hyper_projection[k].weight.copy_(eye * (COSINE_LOGIT_SCALE / math.sqrt(h)))
-    head.weight_hyper_projection[k].bias.zero_()
-    head.hyper_base_matrices[k].zero_()
 
 
 def fixed_parameter_names(model, cfg) -> set:

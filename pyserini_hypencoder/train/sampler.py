@@ -53,10 +53,9 @@ class BatchSampler:
             if ex.scores is not None and all(r in ex.scores for r in rows):
                 labels.append([ex.scores[r] for r in rows])
         extra = []
-        if cfg.random_negatives:
-            for r in torch.randperm(self.num_passages, generator=g)[:cfg.random_negatives + len(batch_pos)].tolist():
-                if r not in batch_pos and len(extra) < cfg.random_negatives:
-                    extra.append(r)
+        if cfg.random_negatives:   # shared random passages, none a positive of the batch
+            drawn = torch.randperm(self.num_passages, generator=g)[:cfg.random_negatives + len(batch_pos)].tolist()
+            extra = [r for r in drawn if r not in batch_pos][:cfg.random_negatives]
         lab = torch.tensor(labels, dtype=torch.float32) if len(labels) == len(chosen) else None
         return (torch.tensor(q_rows), torch.tensor(item_rows), lab, torch.tensor(extra, dtype=torch.long))
 

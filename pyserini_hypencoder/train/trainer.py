@@ -1,10 +1,8 @@
 """The training loop: batches, losses, periodic dev evaluation, checkpoints and resuming.
 
-Frozen-backbone mode (the default) runs the backbone once over every training query and passage
-(cached on disk, see :mod:`.cache`) and trains only the hyper head (or the bi-encoder's query
-projection) on those features.  With ``freeze_backbone: false`` the backbone is fine-tuned and
-features are computed per batch.  Every random choice of step ``s`` comes from a generator seeded
-with ``(seed, s)`` (:mod:`.sampler`), so a resumed run draws the same batches as an uninterrupted one.
+Frozen-backbone mode (the default) trains the hyper head (or the bi-encoder's query projection) on backbone
+features computed once (:mod:`.cache`); ``freeze_backbone: false`` fine-tunes the backbone on features computed
+per batch.  Batches depend only on (seed, step) (:mod:`.sampler`), so a resumed run is the uninterrupted one.
 """
 from __future__ import annotations
 
@@ -12,6 +10,7 @@ import json
 import logging
 import math
 import resource
+import shutil
 import time
 from pathlib import Path
 from typing import List, Tuple
@@ -20,7 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .._fsutil import atomic_file
+from ..cli import set_threads
 from ..model.checkpoint import save_hypencoder
+from ..model.hypencoder import pool
 from ..model.tokenize import tokenize
 from . import cache
 from .build import build_model
@@ -31,9 +32,37 @@ from .head_init import cosine_start_head, warm_start_head
 from .losses import batch_losses
 from .parameters import is_frozen_backbone, parameter_groups
 from .sampler import BatchSampler, check_examples
-from .state import STATE_FILE, read_state, remove_run_outputs, write_state
 
 logger = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.pt"
+# Settings that do not change a run's results, so --resume accepts new values for them.
+RESUME_MAY_CHANGE = {"threads", "cache_dir", "output_dir", "eval_batch_size"}
+# What a run writes into output_dir (and what --overwrite removes).
+RUN_OUTPUTS = ("checkpoint", "best", "final", "history.jsonl", "summary.json", "train_config.json")
+
+
+def remove_run_outputs(out: Path) -> None:
+    """--overwrite: remove what a run writes into ``out``, and nothing else that lives there."""
+    for name in RUN_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def read_state(path: Path, config: dict) -> dict:
+    """The saved state, if its settings are ``config``'s (but for RESUME_MAY_CHANGE); a one-line error otherwise."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint to resume (run without --resume to start)")
+    state = torch.load(str(path), map_location="cpu", weights_only=False)
+    saved = state["config"]
+    changed = sorted(k for k in config if k not in RESUME_MAY_CHANGE and saved.get(k) != config[k])
+    if changed:
+        raise ValueError(f"--resume: settings differ from the saved run's ({', '.join(changed)}); "
+                         f"use the same settings, or --overwrite to start again")
+    return state
 
 
 class Trainer:
@@ -51,8 +80,7 @@ class Trainer:
             remove_run_outputs(self.out)
         self.resume_state = read_state(self.ckpt / STATE_FILE, cfg.to_dict()) if resume else None
         self.resume = self.resume_state is not None
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        set_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else cache.DEFAULT_CACHE_DIR
         self.model = build_model(cfg)
@@ -97,7 +125,7 @@ class Trainer:
         check_examples(data, cfg)
         self._features(data)
         if cfg.backbone_negatives:
-            qv = cache.mean_pool(self.qfeat)
+            qv = pool(self.qfeat["states"], self.qfeat["mask"], "mean")
             dense = dense_run(qv, self.pvec, data.query_ids, data.passage_ids, cfg.negatives_depth)
             row = {p: i for i, p in enumerate(data.passage_ids)}
             for ex in data.examples:   # the data's own negatives interleaved with the backbone's
@@ -195,7 +223,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
         }
-        write_state(self.ckpt / STATE_FILE, state)
+        with atomic_file(self.ckpt / STATE_FILE, "wb") as f:
+            torch.save(state, f)
 
     def load_checkpoint(self) -> None:
         state, self.resume_state = self.resume_state, None   # read once at start-up; not kept after loading
