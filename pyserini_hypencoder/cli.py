@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -29,6 +30,8 @@ non_negative_int = _int_at_least(0, "non-negative")
 
 def torch_device(text: str) -> str:
     """A torch device name that this machine has (``cpu``, ``cuda``, ``cuda:1``, ...)."""
+    if text == "cpu":   # the default: argparse converts it on every parse, so torch is not imported for it
+        return text
     import torch
     try:
         device = torch.device(text)
@@ -40,9 +43,10 @@ def torch_device(text: str) -> str:
 
 
 def add_common_args(parser) -> None:
-    """``--threads N`` and ``--verbose``, which every CLI takes."""
+    """``--threads N``, ``--verbose`` and ``--quiet``, which every CLI takes."""
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (also none from transformers)")
 
 
 def define_encoder_args(parser, *, default_encoder: Optional[str] = "default", batch_size: int = 64,
@@ -61,7 +65,12 @@ def define_encoder_args(parser, *, default_encoder: Optional[str] = "default", b
     add_common_args(parser)
 
 
-def setup_logging(verbose: bool = False) -> None:
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Log lines on stderr; ``quiet`` turns every progress bar off (tqdm's and transformers', child processes
+    included) before they are created."""
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:   # faiss logs each SIMD build it tries and cannot load, which reads like a failure

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ from torch.nn.utils.rnn import pad_sequence
 from .formats.corpus import join_title
 from .model import Hypencoder, QNetBatch, load_hypencoder
 from .model.fingerprint import weights_fingerprint
-from .model.tokenize import tokenize
+from .model.tokenize import each_alone, tokenize
 
 DEFAULT_QUERY_MAX_LENGTH = 64
 DEFAULT_PASSAGE_MAX_LENGTH = 512
@@ -65,6 +65,9 @@ class HypencoderQueryEncoder(QueryEncoder, _HypencoderSide):
 
     ``encoder_dir``: checkpoint directory, Hub id, ``"default"`` or a loaded :class:`Hypencoder`.
     ``encode(query)`` returns a :class:`QNetBatch` holding one q-net; ``encode_batch`` holds one per query.
+    Each query is encoded on its own (no padding, no batch mates), so its q-net and every score it gives are the
+    same whatever other queries share the call: a run does not depend on ``--batch-size``, nor a server's answer
+    on other users' traffic.
     """
 
     def __init__(self, encoder_dir: Union[str, Hypencoder, None] = None, *, device: str = "cpu",
@@ -82,8 +85,8 @@ class HypencoderQueryEncoder(QueryEncoder, _HypencoderSide):
             raise ValueError("no queries to encode")
         if any(not isinstance(q, str) or not q.strip() for q in queries):
             raise ValueError("empty query text")
-        ids, mask = self._tokenize(queries, max_length)
-        return self.model.encode_queries(ids, mask, bf16=self.bf16)
+        return QNetBatch.concat([self.model.encode_queries(ids, mask, bf16=self.bf16) for ids, mask in
+                                 each_alone(self.tokenizer, queries, max_length or self.max_length, self.device)])
 
     def encode(self, query: str, max_length: Optional[int] = None, **kwargs) -> QNetBatch:
         return self.encode_batch([query], max_length=max_length)
@@ -148,16 +151,18 @@ class ChunkEncoder:
         return out
 
     @torch.inference_mode()
-    def encode_batches(self, batches, count: int) -> np.ndarray:
+    def encode_batches(self, batches, count: int, done: Optional[Callable[[int], object]] = None) -> np.ndarray:
         vectors = np.empty((count, self.encoder.dimension), dtype=np.float32)
         device = self.encoder.device
         for positions, input_ids, mask in batches:
             out = self.model.encode_passages(input_ids.to(device), mask.to(device), bf16=self.encoder.bf16)
             vectors[positions] = out.float().cpu().numpy()
+            if done is not None:
+                done(len(positions))
         return vectors
 
-    def encode(self, texts: List[str]) -> np.ndarray:
-        """(len(texts), d) float32 vectors, in the order of ``texts``."""
+    def encode(self, texts: List[str], done: Optional[Callable[[int], object]] = None) -> np.ndarray:
+        """(len(texts), d) float32 vectors, in the order of ``texts``; ``done(n)`` after each batch of n."""
         if not texts:
             return np.zeros((0, self.encoder.dimension), dtype=np.float32)
-        return self.encode_batches(self.batches(list(texts)), len(texts))
+        return self.encode_batches(self.batches(list(texts)), len(texts), done)

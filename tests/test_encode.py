@@ -150,8 +150,8 @@ def test_resume_equals_uninterrupted(tmp_path, beir, checkpoint, encoder, monkey
     encoded = []
     from pyserini_hypencoder.encoders import ChunkEncoder
     real_encode = ChunkEncoder.encode
-    monkeypatch.setattr(ChunkEncoder, "encode", lambda self, texts: encoded.append(len(texts)) or
-                        real_encode(self, texts))
+    monkeypatch.setattr(ChunkEncoder, "encode", lambda self, texts, done=None: encoded.append(len(texts)) or
+                        real_encode(self, texts, done))
     encode_corpus(JsonlCorpus(beir), encoder, tmp_path / "resumed", encoder_name="x", batch_size=4, chunk_size=8,
                   storage_dtype="bfloat16", progress=False)
     assert encoded == [8, 6]  # only the chunks after the two completed ones
@@ -297,3 +297,87 @@ def test_a_model_with_the_same_document_side_searches_the_index(tmp_path, beir, 
         next(other_backbone.passage_encoder().parameters()).add_(0.5)
     with pytest.raises(IndexMismatchError, match="document sides differ"):
         HypencoderSearcher(str(out), HypencoderQueryEncoder(other_backbone))
+
+
+def test_progress_moves_per_batch_not_per_chunk(tmp_path, beir, encoder, monkeypatch):
+    """A corpus smaller than one chunk still moves the bar batch by batch (walkthrough: it sat at 0/1460)."""
+    import pyserini_hypencoder.encode._encode as module
+    updates = []
+
+    class Bar:
+        def __init__(self, **kwargs):
+            pass
+
+        def update(self, n):
+            updates.append(n)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(module, "tqdm", Bar)
+    encode_corpus(JsonlCorpus(beir), encoder, tmp_path / "ix", encoder_name="x", batch_size=4, chunk_size=4096,
+                  progress=True)
+    assert sum(updates) == N_DOCS and len(updates) == -(-N_DOCS // 4)   # one update per batch of 4
+
+
+def test_an_interrupt_says_what_it_kept(tmp_path, beir, encoder, monkeypatch, caplog):
+    """Interrupted before a chunk is complete: no hidden partial directory, and the log says nothing was kept;
+    after a completed chunk: the log says how many documents wait to be resumed."""
+    from pyserini_hypencoder.encoders import ChunkEncoder
+    real_encode, calls = ChunkEncoder.encode, []
+
+    def interrupted(after):
+        def encode(self, texts, done=None):
+            calls.append(len(texts))
+            if len(calls) > after:
+                raise KeyboardInterrupt
+            return real_encode(self, texts, done)
+        return encode
+
+    monkeypatch.setattr(ChunkEncoder, "encode", interrupted(0))
+    with pytest.raises(KeyboardInterrupt):
+        encode_corpus(JsonlCorpus(beir), encoder, tmp_path / "a", encoder_name="x", batch_size=4, chunk_size=4096,
+                      progress=False)
+    assert os.listdir(tmp_path) == ["corpus.jsonl"]   # neither the index nor a .a.partial directory
+    assert "interrupted before the first chunk of 4096 documents was complete: nothing was kept" in caplog.text
+    calls.clear()
+    monkeypatch.setattr(ChunkEncoder, "encode", interrupted(1))
+    with pytest.raises(KeyboardInterrupt):
+        encode_corpus(JsonlCorpus(beir), encoder, tmp_path / "b", encoder_name="x", batch_size=4, chunk_size=8,
+                      progress=False)
+    assert partial_dir_for(tmp_path / "b").is_dir()
+    assert f"interrupted: 8 documents (completed chunks of 8) are kept in {partial_dir_for(tmp_path / 'b')}" \
+        in caplog.text
+
+
+def test_a_resume_refusal_names_the_setting_that_differs(tmp_path, beir, encoder, monkeypatch):
+    real_add = IndexWriter.add
+
+    def add_once(self, docids, vectors):   # the first chunk completes, the second is interrupted
+        if self.num_added:
+            raise KeyboardInterrupt
+        real_add(self, docids, vectors)
+
+    monkeypatch.setattr(IndexWriter, "add", add_once)
+    with pytest.raises(KeyboardInterrupt):
+        encode_corpus(JsonlCorpus(beir), encoder, tmp_path / "ix", encoder_name="x", batch_size=4, chunk_size=8,
+                      progress=False)
+    with pytest.raises(FileExistsError, match=r"other settings is there \(batch_size: 4 then, 32 now\); rerun"):
+        encode_corpus(JsonlCorpus(beir), encoder, tmp_path / "ix", encoder_name="x", batch_size=32, chunk_size=8,
+                      progress=False)
+
+
+def test_help_and_input_errors_come_before_torch_and_pyserini(tmp_path):
+    """encode --help and its input errors answer without importing torch or Pyserini (they took 7-12 s)."""
+    code = ("import sys; from pyserini_hypencoder.cli import run_cli; from pyserini_hypencoder.encode._cli import "
+            "main, PROG\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            f"code = run_cli(main, ['input', '--corpus', {str(tmp_path / 'none.jsonl')!r}, 'output', '--embeddings', "
+            f"{str(tmp_path / 'o')!r}], PROG)\n"
+            "print(code, 'torch' in sys.modules, any(m.startswith('pyserini.') for m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "2 False False", result.stdout + result.stderr
+    assert "no such corpus file or folder" in result.stderr

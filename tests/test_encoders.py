@@ -121,3 +121,20 @@ def _recomputed(model) -> str:
     clone = copy.deepcopy(model)
     clone.__dict__.pop("_weights_fingerprint", None)
     return model_fingerprint(clone)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_querys_qnet_does_not_depend_on_its_batch_mates(model, bf16):
+    """Each query is encoded on its own: alone, or among others of any length, its q-net and scores are the same
+    bits (batched padding moved scores at the 5th decimal, and bf16 ones far more)."""
+    encoder = HypencoderQueryEncoder(model, max_length=16, bf16=bf16)
+    queries = ["what is a hypernetwork", "Paris", "when do concussion symptoms appear in quokkas", "a b c d e f"]
+    batch = encoder.encode_batch(queries)
+    docs = torch.from_numpy(np.random.default_rng(3).standard_normal((64, 128)).astype(np.float32))
+    for i, query in enumerate(queries):
+        alone = encoder.encode(query)
+        assert all(torch.equal(a, b[i:i + 1]) for a, b in zip(alone.weights + alone.biases,
+                                                                batch.weights + batch.biases))
+        assert torch.equal(alone.score(docs)[0], batch.score(docs)[i])
+    reordered = encoder.encode_batch(queries[::-1] + queries)
+    assert torch.equal(reordered.score(docs)[len(queries):], batch.score(docs))

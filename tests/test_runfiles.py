@@ -167,3 +167,32 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(ValueError):
         write_run(path, {"1": [("d1", 1.0)]}, tag="bad tag")
     assert path.read_text() == "old\n" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_topics_header_line_is_skipped_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "topics.tsv"
+    path.write_text("qid\tquery\n1\tfirst query\nqid2\tquery about qids\n", encoding="utf-8")
+    assert read_topics(path) == {"1": "first query", "qid2": "query about qids"}   # only a first line is a header
+    assert "topics.tsv:1: skipping a header line 'qid\\tquery'" in caplog.text
+
+
+def test_comment_lines_in_a_run_are_skipped_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "run.trec"
+    path.write_text("# produced by some tool\n1 Q0 d1 1 2.5 t\n#another\n1 Q0 d2 2 1.5 t\n", encoding="utf-8")
+    assert [e.docid for e in read_run(path)["1"]] == ["d1", "d2"]
+    assert "skipped 2 comment line(s) starting with '#'" in caplog.text
+
+
+def test_json_and_field_errors_read_as_sentences(tmp_path):
+    from pyserini_hypencoder.formats import JsonlCorpus
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "1", "contents": "a\tb"}\n', encoding="utf-8")   # a raw tab inside a JSON string
+    with pytest.raises(ValueError) as err:
+        list(JsonlCorpus(bad))
+    assert str(err.value).endswith("bad.jsonl:1: malformed JSON (Invalid control character at column 27)")
+    good = tmp_path / "c.jsonl"
+    good.write_text('{"id": "1", "text": "a"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"c.jsonl:1: record lacks field\(s\) 'contents'$"):
+        list(JsonlCorpus(good, fields=["contents"]))
+    with pytest.raises(ValueError, match=r"lacks field\(s\) 'title', 'body' and has no 'contents' to split them from$"):
+        list(JsonlCorpus(good, fields=["title", "body"]))

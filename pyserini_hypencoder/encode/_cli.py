@@ -42,7 +42,6 @@ def build_parsers() -> Dict[str, argparse.ArgumentParser]:
 
     p = parsers["encoder"] = cli.ArgumentParser(prog=f"{PROG} encoder", description="the document encoder")
     cli.define_encoder_args(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     return parsers
 
 
@@ -92,14 +91,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Dict[str, argparse.Names
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     inp, out, enc = args["input"], args["output"], args["encoder"]
-    cli.setup_logging(enc.verbose)
+    cli.setup_logging(enc.verbose, enc.quiet)
     cli.set_threads(enc.threads)
-    if enc.quiet:
-        from transformers.utils import logging as hf_logging
-        hf_logging.disable_progress_bar()   # transformers' "Loading weights" bar
     from ..formats.corpus import JsonlCorpus
     from ..index import check_target
-    from ._encode import encode_corpus
     from ._shard import check_shard
 
     # Everything the user can get wrong is checked before the model loads or anything is written.
@@ -108,17 +103,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     corpus = JsonlCorpus(inp.corpus, fields=inp.fields, docid_field=inp.docid_field, delimiter=inp.delimiter)
     corpus.scan(progress=not enc.quiet)
 
-    from ..encoders import HypencoderDocumentEncoder
+    from ..encoders import HypencoderDocumentEncoder   # torch and Pyserini: only once the input is known good
+    from ._encode import encode_corpus
     encoder = HypencoderDocumentEncoder(enc.encoder, device=enc.device, max_length=enc.max_length, bf16=enc.bf16,
                                         num_attention_heads=enc.num_attention_heads)
-    try:
-        path = encode_corpus(corpus, encoder, out.embeddings, encoder_name=enc.encoder, batch_size=enc.batch_size,
-                             chunk_size=out.chunk_size, storage_dtype=out.storage_dtype, shard_id=inp.shard_id,
-                             shard_num=inp.shard_num, overwrite=out.overwrite, parquet=out.parquet,
-                             progress=not enc.quiet)
-    except KeyboardInterrupt:
-        logger.warning("interrupted: completed chunks are kept; rerun the same command to resume")
-        raise
+    path = encode_corpus(corpus, encoder, out.embeddings, encoder_name=enc.encoder, batch_size=enc.batch_size,
+                         chunk_size=out.chunk_size, storage_dtype=out.storage_dtype, shard_id=inp.shard_id,
+                         shard_num=inp.shard_num, overwrite=out.overwrite, parquet=out.parquet,
+                         progress=not enc.quiet)
     print(path)
     return 0
 
@@ -130,7 +122,7 @@ def merge_main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
     cli.add_common_args(parser)
     args = parser.parse_args(argv)
-    cli.setup_logging(args.verbose)
+    cli.setup_logging(args.verbose, args.quiet)
     cli.set_threads(args.threads)
     from ..index import merge_indexes
     print(merge_indexes(args.shards, args.output, overwrite=args.overwrite))

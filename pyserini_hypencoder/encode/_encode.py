@@ -64,13 +64,20 @@ def encode_corpus(corpus: JsonlCorpus, encoder: HypencoderDocumentEncoder, out_d
     chunker = ChunkEncoder(encoder, batch_size=batch_size)
     writer = IndexWriter(out_dir, dimension=encoder.dimension, meta=meta, storage_dtype=storage_dtype,
                          overwrite=overwrite, resume_key=resume_key, on_complete=on_complete)
-    with writer:
-        done = writer.num_added
-        logger.info("encoding %d documents (%d..%d of %d) into %s%s", shard.size, shard.start, shard.stop, total,
-                    out_dir, f", resuming after {done}" if done else "")
-        with tqdm(total=shard.size, initial=done, unit="doc", desc="encode", disable=not progress) as bar:
-            for chunk in _chunks(corpus.slice(shard.start + done, shard.stop), chunk_size):
-                docids = [docid for docid, _ in chunk]
-                writer.add(docids, chunker.encode([text for _, text in chunk]))
-                bar.update(len(chunk))
+    try:
+        with writer:
+            done = writer.num_added
+            logger.info("encoding %d documents (%d..%d of %d) into %s%s", shard.size, shard.start, shard.stop, total,
+                        out_dir, f", resuming after {done}" if done else "")
+            with tqdm(total=shard.size, initial=done, unit="doc", desc="encode", disable=not progress) as bar:
+                for chunk in _chunks(corpus.slice(shard.start + done, shard.stop), chunk_size):   # bar: per batch
+                    writer.add([docid for docid, _ in chunk], chunker.encode([text for _, text in chunk], bar.update))
+    except KeyboardInterrupt:
+        if writer.num_added:
+            logger.warning("interrupted: %d documents (completed chunks of %d) are kept in %s; rerun the same "
+                           "command to resume after them", writer.num_added, chunk_size, writer.tmp_dir)
+        else:
+            logger.warning("interrupted before the first chunk of %d documents was complete: nothing was kept",
+                           chunk_size)
+        raise
     return out_dir

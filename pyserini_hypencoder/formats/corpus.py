@@ -106,8 +106,9 @@ class JsonlCorpus:
             except ValueError:
                 raise ValueError(f"{where}: record has none of the fields 'title', 'text' or 'contents'") from None
         if not all(f in info for f in self.fields) and "contents" not in info:
-            missing = [f for f in self.fields if f not in info]
-            raise ValueError(f"{where}: record lacks field(s) {', '.join(map(repr, missing))} and has no 'contents'")
+            missing = ", ".join(repr(f) for f in self.fields if f not in info)
+            raise ValueError(f"{where}: record lacks field(s) {missing}" +
+                             ("" if "contents" in self.fields else " and has no 'contents' to split them from"))
         values = self._parse_fields(info)
         if len(values) != len(self.fields):
             raise ValueError(f"{where}: {len(values)} field(s) found in 'contents' split by {self.delimiter!r}, "
@@ -137,8 +138,8 @@ class JsonlCorpus:
     def _distinct(self, progress: bool = False) -> Iterator[Tuple[str, str]]:
         """``iter(self)`` with a ValueError naming the line of a docid seen before."""
         seen = set()
-        for where, docid, text in tqdm(self._located(), desc="scan corpus", unit="doc", disable=not progress,
-                                       leave=False):
+        for where, docid, text in tqdm(self._located(), desc="scan corpus", unit="doc", leave=False,
+                                       disable=None if progress else True):   # None: no bar when not a terminal
             if docid in seen:
                 raise ValueError(f"{where}: duplicate docid {docid!r}")
             seen.add(docid)

@@ -7,6 +7,7 @@ hits are ordered by printed score, then docid.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ import numpy as np
 
 from .._fsutil import atomic_file
 from .text import open_text
+
+logger = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("trec", "msmarco")
 SCORE_DECIMALS = 6   # TREC run scores are printed with this many decimals (as Pyserini does)
@@ -46,10 +49,12 @@ def read_run(path: Union[str, os.PathLike]) -> Dict[str, List[RunEntry]]:
     run: Dict[str, List[RunEntry]] = {}
     seen: Dict[str, set] = {}
     columns = None   # one format per file: every line has the first line's column count
+    comments = 0
     with open_text(path) as f:
         for n, line in enumerate(f, 1):
             parts = line.split()
-            if not parts:
+            if not parts or parts[0].startswith("#"):
+                comments += bool(parts)
                 continue
             if columns is None:
                 columns = len(parts)
@@ -60,6 +65,8 @@ def read_run(path: Union[str, os.PathLike]) -> Dict[str, List[RunEntry]]:
                 raise ValueError(f"{path}:{n}: document {entry.docid} appears twice for query {qid}")
             seen[qid].add(entry.docid)
             run.setdefault(qid, []).append(entry)
+    if comments:
+        logger.warning("%s: skipped %d comment line(s) starting with '#'", path, comments)
     if not run:
         raise ValueError(f"{path}: the run file is empty")
     for qid, entries in run.items():

@@ -52,7 +52,8 @@ def iter_jsonl(path) -> Iterator[Tuple[str, dict]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+                message = exc.msg[:-3] if exc.msg.endswith(" at") else exc.msg   # "Invalid control character at"
+                raise ValueError(f"{where}: malformed JSON ({message} at column {exc.colno})") from None
             if not isinstance(obj, dict):
                 raise ValueError(f"{where}: expected a JSON object per line")
             yield where, obj

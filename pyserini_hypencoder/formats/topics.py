@@ -7,6 +7,7 @@ A local ``qid<TAB>query`` TSV (``.tsv``/``.txt``, optionally gzipped), a JSONL f
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Dict, Mapping, Union
 
 from .._fsutil import atomic_file
 from .text import iter_jsonl, open_text, plain_suffix
+
+logger = logging.getLogger(__name__)
 
 TOPIC_SUFFIXES = (".tsv", ".txt", ".jsonl", ".json")
 QUERY_ID_KEYS = ("id", "qid", "query_id", "_id")
@@ -57,6 +60,10 @@ def _add_topic(result: Dict[str, str], qid, text, where: str) -> None:
     result[qid] = text.strip()
 
 
+HEADER_IDS = {"qid", "query_id", "query-id", "id", "_id", "topic"}
+HEADER_TEXTS = {"query", "text", "title", "query_text", "question"}
+
+
 def _read_tsv_topics(path: Path) -> Dict[str, str]:
     result: Dict[str, str] = {}
     with open_text(path) as f:
@@ -67,6 +74,9 @@ def _read_tsv_topics(path: Path) -> Dict[str, str]:
             parts = line.split("\t")
             if len(parts) < 2:
                 raise ValueError(f"{path}:{n}: expected 'qid<TAB>query text', got {line[:60]!r}")
+            if not result and parts[0].strip().lower() in HEADER_IDS and parts[1].strip().lower() in HEADER_TEXTS:
+                logger.warning("%s:%d: skipping a header line %r (not a query)", path, n, line)
+                continue
             _add_topic(result, parts[0], "\t".join(parts[1:]), f"{path}:{n}")
     return result
 

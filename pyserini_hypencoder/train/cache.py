@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .._fsutil import atomic_file, cache_path
 from ..model.fingerprint import weights_fingerprint
 from ..model.hypencoder import Hypencoder
-from ..model.tokenize import tokenize
+from ..model.tokenize import each_alone, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -85,23 +85,23 @@ def passage_vectors(model: Hypencoder, texts: Sequence[str], *, max_length: int,
 
 
 @torch.no_grad()
-def query_states(model: Hypencoder, texts: Sequence[str], *, max_length: int, batch_size: int = 64,
+def query_states(model: Hypencoder, texts: Sequence[str], *, max_length: int,
                  cache_dir: Optional[Path] = DEFAULT_CACHE_DIR, bf16: bool = False, desc: str = "queries") -> dict:
-    """Query token states ``{"states": (Q, n, h) float32, "mask": (Q, n) long}`` padded to the longest, cached."""
-    key = feature_key(weights_fingerprint(model.backbone), "qstates", max_length, texts, f"bf16={bf16}")
+    """Query token states ``{"states": (Q, n, h) float32, "mask": (Q, n) long}`` padded to the longest, cached.
+    Each query runs through the backbone on its own, as the query encoder runs it (no batch mates)."""
+    key = feature_key(weights_fingerprint(model.backbone), "qstates", max_length, texts, f"bf16={bf16}|alone")
     path = Path(cache_dir) / f"{key}.pt" if cache_dir else None
     if path is not None and (hit := _load(path)) is not None:
         logger.info("query states from cache %s", path)
         return hit
-    ids, mask = tokenize(model.tokenizer, texts, max_length)
-    states = torch.zeros(ids.shape[0], ids.shape[1], model.hidden_size)
-    device = model.device
-    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
-        sl = slice(start, start + batch_size)
-        width = int(mask[sl].sum(1).max())  # trim this batch's padding
-        s = model.query_states(ids[sl, :width].to(device), mask[sl, :width].to(device), bf16)
-        states[sl, :width] = s.float().cpu()
-    result = {"states": states, "mask": mask.long()}
+    alone = [(ids, model.query_states(ids, mask, bf16).float().cpu()) for ids, mask in
+             tqdm(each_alone(model.tokenizer, texts, max_length, model.device), total=len(texts), desc=desc,
+                  unit="query")]
+    width = max(ids.shape[1] for ids, _ in alone)
+    states, mask = torch.zeros(len(texts), width, model.hidden_size), torch.zeros(len(texts), width, dtype=torch.long)
+    for i, (ids, s) in enumerate(alone):
+        states[i, :ids.shape[1]], mask[i, :ids.shape[1]] = s[0], 1
+    result = {"states": states, "mask": mask}
     if path is not None:
         _save(result, path)
     return result

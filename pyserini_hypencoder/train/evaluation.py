@@ -9,6 +9,7 @@ import torch
 
 from ..index.vectors import Vectors
 from ..metrics import mean_ndcg_recall
+from ..model.qnet import QNetBatch
 from ..search.exact import complete_ties, exact_search, ranked_hits
 from ..search.rerank import score_candidates
 
@@ -16,11 +17,12 @@ Hits = List[Tuple[str, float]]
 
 
 def _qnet_batches(model, states: torch.Tensor, mask: torch.Tensor, batch: int, bf16: bool):
-    """(first query, q-nets) per batch of ``batch`` queries, each batch's padding trimmed."""
+    """(first query, q-nets) per batch of ``batch`` queries, each q-net made from its own query's unpadded states,
+    as the query encoder makes it."""
+    lengths = mask.sum(1).tolist()
     for start in range(0, states.shape[0], batch):
-        mk = mask[start:start + batch]
-        width = int(mk.sum(1).max())
-        yield start, model.qnets_from_states(states[start:start + batch, :width], mk[:, :width], bf16=bf16)
+        yield start, QNetBatch.concat([model.qnets_from_states(states[i:i + 1, :n], mask[i:i + 1, :n], bf16=bf16)
+                                       for i, n in enumerate(lengths[start:start + batch], start)])
 
 
 @torch.no_grad()
