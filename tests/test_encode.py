@@ -381,3 +381,31 @@ def test_help_and_input_errors_come_before_torch_and_pyserini(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "2 False False", result.stdout + result.stderr
     assert "no such corpus file or folder" in result.stderr
+
+
+def test_searcher_doc_reads_documents_by_docid(tmp_path, checkpoint):
+    """HypencoderSearcher.doc(docid), as LuceneSearcher.doc: from the corpus the index records (plain or gzip,
+    looked up by offset, not loaded), or from the corpus given; None for an unknown docid."""
+    from pyserini_hypencoder.search import HypencoderSearcher
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    docs = _docs()
+    _write_jsonl(folder / "a.jsonl.gz", docs[:13], gz=True)
+    _write_jsonl(folder / "b.jsonl", docs[13:])
+    assert run_cli(main, _encode_args(folder, tmp_path / "ix", checkpoint)) == 0
+    searcher = HypencoderSearcher(str(tmp_path / "ix"), checkpoint)
+    for record in (docs[2], docs[20]):   # one from the gzipped file, one from the plain one
+        doc = searcher.doc(record["_id"])
+        assert doc.docid() == record["_id"] and json.loads(doc.raw()) == record
+        assert doc.contents() == join_title(record["title"], record["text"])
+    assert searcher.doc("NOPE") is None
+    assert searcher._documents._offsets is not None and not hasattr(searcher._documents, "records")
+    elsewhere = tmp_path / "moved.jsonl"
+    _write_jsonl(elsewhere, docs[:3])
+    assert HypencoderSearcher(str(tmp_path / "ix"), checkpoint, corpus=elsewhere).doc(docs[20]["_id"]) is None
+    meta_path = tmp_path / "ix" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop("corpus")
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="the index records no corpus; give the searcher corpus= or lucene_index="):
+        HypencoderSearcher(str(tmp_path / "ix"), checkpoint).doc(docs[0]["_id"])

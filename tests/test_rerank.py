@@ -73,3 +73,19 @@ def test_bad_calls(setup):
         reranker.rerank({"q1": "x"}, setup["run"], depth=0)
     with pytest.raises(ValueError, match="no query of the topics has candidates"):
         reranker.rerank({"other": "x"}, setup["run"])
+
+
+def test_keep_rest_appends_the_first_stage_tail_below_the_reranked_ones(setup):
+    """keep_rest: the top depth are reranked, the rest follow in first-stage order with scores that keep falling,
+    so no first-stage document is lost (a rerank's MAP and deep recall were below BM25's by construction)."""
+    from pyserini_hypencoder.search.rerank import TAIL_STEP
+    topics = {"q1": "first query", "q2": "second"}
+    plain = HypencoderReranker(FakeQueryEncoder(), index=setup["index"]).rerank(topics, setup["run"], depth=3)
+    kept = HypencoderReranker(FakeQueryEncoder(), index=setup["index"]).rerank(topics, setup["run"], depth=3,
+                                                                               keep_rest=True)
+    assert kept["q1"][:3] == plain["q1"]
+    assert [d for d, _ in kept["q1"][3:]] == ["d0", "d5", "d9", "d2"]     # the first stage's order below depth 3
+    scores = [s for _, s in kept["q1"]]
+    assert all(a > b for a, b in zip(scores, scores[1:]))
+    assert scores[3] == pytest.approx(scores[2] - TAIL_STEP) and scores[-1] == pytest.approx(scores[2] - 4 * TAIL_STEP)
+    assert kept["q2"] == plain["q2"]                                      # nothing below the depth

@@ -140,6 +140,12 @@ def test_rerank_encodes_missing_candidates_from_text(world, tmp_path, source):
         assert sa.keys() == sb.keys() and any(not d[1:].isdigit() or int(d[1:]) >= 30 for d in sa)
         for docid in sa:
             assert sb[docid] == pytest.approx(sa[docid], abs=1e-4)
+    from pyserini_hypencoder.search import HypencoderSearcher   # the same text sources serve doc(docid)
+    source_kw = {"corpus": world["corpus"]} if source == "corpus" else {"lucene_index": tmp_path / "lucene"}
+    doc = HypencoderSearcher(world["full"], world["encoder"], **source_kw).doc("D7")
+    record = world["docs"][7]
+    assert doc.docid() == "D7" and doc.contents() == join_title(record["title"], record["text"])
+    assert json.loads(doc.raw())["contents" if source == "lucene" else "text"] in (record["text"], doc.contents())
 
 
 def test_rerank_msmarco_run_without_index(world, tmp_path):
@@ -169,7 +175,7 @@ def test_rerank_msmarco_run_without_index(world, tmp_path):
     ("device-gpu", "argument --device: not a torch device: 'gpu'"),
     ("block-size-with-rerank", "--strategy and its parameters apply to full search, not to --rerank"),
     ("internal-search-param", "unknown surrogate search parameter 'vectors'"),
-    ("rerank-depth-without-rerank", "--corpus, --lucene-index and --rerank-depth are for reranking"),
+    ("rerank-depth-without-rerank", "--corpus, --lucene-index, --rerank-depth and --rerank-keep-rest are for "),
     ("run-mixed-columns", "run.trec:2: 3 columns, but the run's first line has 6"),
 ])
 def test_bad_input_one_line_exit_2_no_output(world, tmp_path, capsys, case, message):
@@ -312,3 +318,18 @@ def test_runs_do_not_depend_on_the_batch_size(world, tmp_path, precision):
             outputs.append(tmp_path / f"run-{batch}.trec")
             assert cli(base + mode + ["--batch-size", batch, "--output", outputs[-1]]) == 0
         assert outputs[0].read_bytes() == outputs[1].read_bytes() == outputs[2].read_bytes()
+
+
+def test_approximate_searches_log_their_cost(world, tmp_path, caplog):
+    """The share of documents the q-nets scored is logged; on a corpus this small the surrogate's default of 1,000
+    candidates scores every document, and the log says that exact search would cost the same."""
+    caplog.set_level("INFO")
+    out = tmp_path / "run.trec"
+    common = ["--topics", world["topics"], "--index", world["full"], "--encoder", world["encoder"], "--output", out]
+    assert cli(common + ["--strategy", "surrogate"]) == 0
+    assert "surrogate search: the q-nets scored 40 documents per query on average, 100.0% of the 40" in caplog.text
+    assert "on a corpus this small it costs about as much as --strategy exact" in caplog.text
+    caplog.clear()
+    assert cli(common + ["--strategy", "surrogate", "--surrogate-candidates", 10, "--surrogate-anchors", 5,
+                         "--hits", 5]) == 0
+    assert "scored 15 documents per query on average, 37.5% of the 40" in caplog.text and "costs" not in caplog.text

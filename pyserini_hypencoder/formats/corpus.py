@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 from itertools import islice
@@ -15,7 +16,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 from tqdm import tqdm
 
 from .._fsutil import atomic_file
-from .text import iter_jsonl
+from .text import is_gzip, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class JsonlCorpus:
         self.delimiter = delimiter.replace("\\n", "\n").replace("\\t", "\t")  # a literal \n, as Pyserini
         self.size: Optional[int] = None
         self.empty_docids: List[str] = []   # documents with empty text, found by scan()
+        self._offsets: Optional[Dict[str, Tuple[int, int]]] = None   # docid -> (file, byte offset), see document()
 
     # -- identity, for resuming ----------------------------------------------------------------------
     def fingerprint(self) -> List:
@@ -77,8 +79,19 @@ class JsonlCorpus:
         return [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in self.files]
 
     def settings(self) -> dict:
-        return {"path": str(self.path), "fields": None if self.auto_fields else self.fields,
-                "docid_field": self.docid_field, "delimiter": self.delimiter}
+        """What reads this corpus again (recorded in an index's meta.json: ``JsonlCorpus(**settings)``)."""
+        return {"path": str(self.path), "resolved": str(self.path.resolve()),
+                "fields": None if self.auto_fields else self.fields, "docid_field": self.docid_field,
+                "delimiter": self.delimiter}
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "JsonlCorpus":
+        """The corpus a meta.json records (its absolute path first, then the path as given)."""
+        path = next((p for p in (settings.get("resolved"), settings.get("path")) if p and Path(p).exists()), None)
+        if path is None:
+            raise FileNotFoundError(f"{settings.get('path')}: the recorded corpus is not there any more")
+        return cls(path, fields=settings.get("fields"), docid_field=settings.get("docid_field"),
+                   delimiter=settings.get("delimiter", "\n"))
 
     # -- reading ---------------------------------------------------------------------------------------
     def _parse_fields(self, info: dict) -> List[Optional[str]]:
@@ -174,6 +187,27 @@ class JsonlCorpus:
         """(docid, text) of documents [start, stop), streamed (the records before ``start`` are only skipped)."""
         return islice(self, start, stop)
 
+    def document(self, docid: str) -> Optional["Document"]:
+        """The record of ``docid`` (None when the corpus lacks it), read from its place: an offset table of the
+        corpus (built on the first call, one pass) is kept, not the corpus.  In a gzipped file the place is found
+        by decompressing up to it."""
+        if self._offsets is None:
+            self._offsets = {}
+            for number, file in enumerate(self.files):
+                with (gzip.open(file, "rb") if is_gzip(file) else open(file, "rb")) as f:
+                    for n, (offset, line) in enumerate(_lines_at(f), 1):
+                        if line.strip():
+                            docid_at, _ = self._record(json.loads(line.decode("utf-8-sig")), f"{file}:{n}")
+                            self._offsets.setdefault(docid_at, (number, offset))
+        place = self._offsets.get(str(docid))
+        if place is None:
+            return None
+        file = self.files[place[0]]
+        with (gzip.open(file, "rb") if is_gzip(file) else open(file, "rb")) as f:
+            f.seek(place[1])
+            raw = f.readline().decode("utf-8-sig").strip()
+        return Document(str(docid), raw, self._record(json.loads(raw), str(file))[1])
+
     def texts(self, docids: Iterable[str]) -> Dict[str, str]:
         """``{docid: text}`` for the wanted ids found in the corpus (absent ids are not in the result); reads only
         until every wanted id was seen."""
@@ -185,6 +219,35 @@ class JsonlCorpus:
                 if len(found) == len(wanted):
                     break
         return found
+
+
+def _lines_at(f) -> Iterator[Tuple[int, bytes]]:
+    while True:
+        offset = f.tell()
+        line = f.readline()
+        if not line:
+            return
+        yield offset, line
+
+
+class Document:
+    """A corpus record, read like Pyserini's ``Document``: ``docid()``, ``raw()`` (the stored JSON record) and
+    ``contents()`` (the text the encoder reads: title and text joined)."""
+
+    def __init__(self, docid: str, raw: str, contents: str):
+        self._docid, self._raw, self._contents = docid, raw, contents
+
+    def docid(self) -> str:
+        return self._docid
+
+    def raw(self) -> str:
+        return self._raw
+
+    def contents(self) -> str:
+        return self._contents
+
+    def __repr__(self) -> str:
+        return f"Document({self._docid!r}, {self._contents[:40]!r}...)"
 
 
 class LuceneTexts:
@@ -201,8 +264,8 @@ class LuceneTexts:
         except Exception as exc:  # jnius.JavaException for a folder that is not a Lucene index
             raise ValueError(f"{self.path}: not a readable Lucene index ({str(exc).splitlines()[0]})") from None
 
-    def text(self, docid: str) -> Optional[str]:
-        """The document's text (its raw JSON record read as a corpus record), None when the index lacks it."""
+    def document(self, docid: str) -> Optional[Document]:
+        """The document (its raw JSON record read as a corpus record), None when the index lacks it."""
         doc = self.searcher.doc(docid)
         if doc is None:
             return None
@@ -210,17 +273,17 @@ class LuceneTexts:
         if raw:
             try:
                 obj = json.loads(raw)
-                return document_text(obj) if isinstance(obj, dict) else str(obj)
+                return Document(docid, raw, document_text(obj) if isinstance(obj, dict) else str(obj))
             except (json.JSONDecodeError, ValueError):
-                return raw.strip()
+                return Document(docid, raw, raw.strip())
         if doc.contents() is None:
             raise ValueError(f"{self.path}: document {docid} has no stored text; rebuild the Lucene index with "
                              f"--storeRaw")
-        return doc.contents().strip()
+        return Document(docid, doc.contents(), doc.contents().strip())
 
     def texts(self, docids: Iterable[str]) -> Dict[str, str]:
-        found = {docid: self.text(docid) for docid in dict.fromkeys(docids)}
-        return {docid: text for docid, text in found.items() if text is not None}
+        found = {docid: self.document(docid) for docid in dict.fromkeys(docids)}
+        return {docid: doc.contents() for docid, doc in found.items() if doc is not None}
 
 
 def write_json_collection(records: Iterable[Tuple[str, str]], path) -> int:

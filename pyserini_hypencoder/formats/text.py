@@ -32,13 +32,15 @@ class _GzipText(io.TextIOWrapper):
         return self._checked(super().read, *args)
 
 
+def is_gzip(path) -> bool:
+    """Whether the file's content is gzip (whatever its name says)."""
+    with open(path, "rb") as probe:
+        return probe.read(2) == b"\x1f\x8b"
+
+
 def open_text(path) -> TextIO:
     """A UTF-8 text file (a leading byte-order mark dropped), gunzipped when its content is gzip."""
-    with open(path, "rb") as probe:
-        magic = probe.read(2)
-    if magic == b"\x1f\x8b":
-        return _GzipText(path)
-    return open(path, encoding="utf-8-sig")
+    return _GzipText(path) if is_gzip(path) else open(path, encoding="utf-8-sig")
 
 
 def iter_jsonl(path) -> Iterator[Tuple[str, dict]]:

@@ -91,7 +91,11 @@ def build_parser() -> ArgumentParser:
     rerank.add_argument("--rerank", metavar="RUN",
                         help="first-stage run to rerank (TREC 6 columns or MS MARCO 3/4 columns)")
     rerank.add_argument("--rerank-depth", type=positive_int, default=None, metavar="N",
-                        help=f"candidates reranked per query (default {DEFAULT_RERANK_DEPTH}); those below are dropped")
+                        help=f"candidates reranked per query (default {DEFAULT_RERANK_DEPTH}); those below are dropped "
+                             f"unless --rerank-keep-rest")
+    rerank.add_argument("--rerank-keep-rest", action="store_true",
+                        help="append the first-stage entries below --rerank-depth, in their order, scored below the "
+                             "reranked ones (up to --hits in all)")
     rerank.add_argument("--corpus", metavar="PATH",
                         help="JSONL corpus (file or folder) with the text of candidates missing from --index")
     rerank.add_argument("--lucene-index", metavar="DIR",
@@ -103,8 +107,9 @@ def _check_args(args) -> None:
     if args.rerank is None:
         if args.index is None:
             raise ValueError("--index is required (or --rerank RUN with --corpus/--lucene-index)")
-        if args.corpus or args.lucene_index or args.rerank_depth is not None:
-            raise ValueError("--corpus, --lucene-index and --rerank-depth are for reranking (--rerank RUN)")
+        if args.corpus or args.lucene_index or args.rerank_depth is not None or args.rerank_keep_rest:
+            raise ValueError("--corpus, --lucene-index, --rerank-depth and --rerank-keep-rest are for reranking "
+                             "(--rerank RUN)")
     elif args.strategy != "exact" or given_params(args) or args.search_param:
         raise ValueError("--strategy and its parameters apply to full search, not to --rerank")
     for name, params in given_params(args).items():
@@ -137,6 +142,14 @@ def _search(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple[str, 
             for qid in batch:
                 results[qid] = [(h.docid, h.score) for h in found[qid]]
             bar.update(len(batch))
+    if args.strategy != "exact":
+        share, n = searcher.scored_share, searcher.num_docs
+        logger.info("%s search: the q-nets scored %.0f documents per query on average, %.1f%% of the %d", args.strategy,
+                    share * n, 100 * share, n)
+        if share > 0.5:
+            logger.warning("the %s search scored %.0f%% of the documents per query: on a corpus this small it costs "
+                           "about as much as --strategy exact (its defaults are sized for large corpora)",
+                           args.strategy, 100 * share)
     return results
 
 
@@ -146,7 +159,8 @@ def _rerank(args, topics: Dict[str, str], encoder, run) -> Dict[str, List[Tuple[
     texts = JsonlCorpus(args.corpus) if args.corpus else LuceneTexts(args.lucene_index) if args.lucene_index else None
     reranker = HypencoderReranker(encoder, index=args.index, texts=texts, force=args.force,
                                   batch_size=args.batch_size)
-    return reranker.rerank(topics, run, depth=args.rerank_depth or DEFAULT_RERANK_DEPTH, threads=args.threads)
+    return reranker.rerank(topics, run, depth=args.rerank_depth or DEFAULT_RERANK_DEPTH, threads=args.threads,
+                           keep_rest=args.rerank_keep_rest)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -9,6 +9,7 @@ import numpy as np
 from pyserini.search.faiss import DenseSearchResult, PrfDenseSearchResult
 
 from .._threads import torch_threads
+from ..formats.corpus import Document, JsonlCorpus, LuceneTexts
 from ..index import DenseIndex
 from ..model.qnet import QNetBatch
 from ..strategies import get_strategy
@@ -53,11 +54,13 @@ class HypencoderSearcher:
     entry of :data:`~pyserini_hypencoder.strategies.STRATEGIES` (``exact`` by default); ``search_params`` are its
     parameters (e.g. ``{"candidates": 2000}`` for surrogate), the declared defaults filling in the rest.
     ``search=`` and ``block_size=`` are deprecated spellings of ``strategy=`` and ``search_params={"block_size"}``.
+    :meth:`doc` reads documents from ``corpus`` (a JSONL file or folder), ``lucene_index`` (a Pyserini Lucene
+    index with ``--storeRaw``), or else the corpus the index records it was encoded from.
     """
 
     def __init__(self, index_dir, query_encoder, *, force: bool = False, strategy: str = "exact",
                  search_params: Optional[dict] = None, search: Optional[str] = None,
-                 block_size: Optional[int] = None):
+                 block_size: Optional[int] = None, corpus=None, lucene_index=None):
         params = dict(search_params or {})
         if search is not None:
             warnings.warn("HypencoderSearcher(search=...) is deprecated; use strategy=...", DeprecationWarning, 2)
@@ -77,6 +80,14 @@ class HypencoderSearcher:
         if self.strategy.structure:
             self.index.structure_file(self.strategy.structure)   # a one-line error naming the command that adds it
         self._search = self.strategy.load()
+        self.queries_searched = self.documents_scored = 0   # what the q-nets cost: documents scored per query
+        self._documents = (JsonlCorpus(corpus) if corpus is not None else
+                           LuceneTexts(lucene_index) if lucene_index is not None else None)
+
+    @property
+    def scored_share(self) -> float:
+        """The mean share of the index the q-nets scored per query so far (1.0 for exact search)."""
+        return self.documents_scored / max(1, self.queries_searched * self.index.num_docs)
 
     # -- Pyserini's attributes ---------------------------------------------------------------------------------
     @property
@@ -108,6 +119,8 @@ class HypencoderSearcher:
             return [[] for _ in range(len(qnets))]
         search = lambda depth: self._search(qnets, self.index, depth, **self.search_params)   # noqa: E731
         found = complete_ties(search, k, self.index.num_docs) if self.strategy.exhaustive else search(k)
+        self.queries_searched += len(qnets)
+        self.documents_scored += int(found.scored.sum())
         hits = ranked_hits(found, self.index.docids, k)
         if not with_vectors:
             return [[DenseSearchResult(docid, score) for docid, score in query_hits] for query_hits in hits]
@@ -116,6 +129,17 @@ class HypencoderSearcher:
                 for query_hits in hits]
 
     # -- Pyserini's API ----------------------------------------------------------------------------------------
+    def doc(self, docid: str) -> Optional[Document]:
+        """The document ``docid`` (``docid()``, ``raw()``, ``contents()``, as ``LuceneSearcher.doc`` gives), None
+        when the text source lacks it; a ValueError when the searcher has no text source."""
+        if self._documents is None:
+            recorded = self.index.meta.get("corpus")
+            if not recorded:
+                raise ValueError(f"{self.index.path}: the index records no corpus; give the searcher corpus= or "
+                                 f"lucene_index= to read documents")
+            self._documents = JsonlCorpus.from_settings(recorded)
+        return self._documents.document(str(docid))
+
     def search(self, query: Union[str, QNetBatch], k: int = 10, threads: int = 1, remove_dups: bool = False,
                return_vector: bool = False):
         """The ``k`` best documents for one query (text or a pre-encoded q-net), best first.

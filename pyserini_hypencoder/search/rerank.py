@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 Hits = List[Tuple[str, float]]
 DOC_BATCH = 32
+TAIL_STEP = 1e-3   # keep_rest: score gap between the kept first-stage entries below the reranked ones
 PROGRESS_SLICE = 512
 
 
@@ -98,12 +99,14 @@ class HypencoderReranker:
 
     # -- reranking ---------------------------------------------------------------------------------------------
     def rerank(self, queries: Mapping[str, str], run: Mapping[str, Sequence[RunEntry]], *, depth: int = 100,
-               threads: Optional[int] = None) -> Dict[str, Hits]:
+               threads: Optional[int] = None, keep_rest: bool = False) -> Dict[str, Hits]:
         """``{qid: [(docid, score), ...]}`` best first for each query that has candidates.
 
         ``run`` is ``{qid: entries in rank order}`` (see :func:`pyserini_hypencoder.formats.read_run`); only its
-        first ``depth`` entries per query are reranked and the rest dropped.  Queries of the run without a topic
-        are ignored (with a warning); topics without candidates are skipped.
+        first ``depth`` entries per query are reranked.  The rest are dropped, or with ``keep_rest`` appended in
+        their first-stage order, scored ``TAIL_STEP`` apart below the lowest reranked score (so the run's order
+        is by score, and its MAP and deep recall are not below the first stage's by construction).  Queries of the
+        run without a topic are ignored (with a warning); topics without candidates are skipped.
         """
         if depth <= 0:
             raise ValueError(f"rerank depth must be positive, got {depth}")
@@ -128,6 +131,9 @@ class HypencoderReranker:
                 scores = score_candidates(qnets, [candidates[q] for q in chunk], vectors)
                 for qid, row in zip(chunk, scores):
                     results[qid] = rank_hits(zip(candidates[qid], row))
+                    if keep_rest:
+                        lowest = results[qid][-1][1]
+                        results[qid] += [(e.docid, lowest - TAIL_STEP * i) for i, e in enumerate(run[qid][depth:], 1)]
                 bar.update(len(chunk))
             bar.close()
         return results
