@@ -5,7 +5,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 # Exceptions that are the user's input problems: printed as one line, exit status 2, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
@@ -66,8 +66,8 @@ def define_encoder_args(parser, *, default_encoder: Optional[str] = "default", b
 
 
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
-    """Log lines on stderr; ``quiet`` turns every progress bar off (tqdm's and transformers', child processes
-    included) before they are created."""
+    """Log lines on stderr; ``quiet`` turns progress bars off for what is imported from now on and for child
+    processes (tqdm's and transformers'); bars created by modules already imported take a flag."""
     if quiet:
         os.environ["TQDM_DISABLE"] = "1"
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
@@ -95,6 +95,34 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Seque
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
+
+
+def parse_groups(parsers: Dict[str, argparse.ArgumentParser], argv: Sequence[str], prog: str, *,
+                 required: Sequence[str], usage: str) -> Dict[str, argparse.Namespace]:
+    """Pyserini's grouped arguments (``input ... output ... encoder ...``; ``dense ... sparse ... run ...``): argv
+    split at the group words, each group parsed by its parser; a group's ``--help`` prints its own help."""
+    groups: Dict[str, List[str]] = {}
+    current = None
+    for token in argv:
+        if token in parsers:
+            if token in groups:
+                raise ValueError(f"the '{token}' group is given twice")
+            current = groups[token] = []
+        elif current is None:
+            if token in ("-h", "--help"):
+                print(f"usage: {prog} " + " ".join(f"{name} [{name} options]" for name in parsers) +
+                      f"\n(each group has its own --help, e.g. {prog} {next(iter(parsers))} --help)")
+                raise SystemExit(0)
+            raise ValueError(f"expected a group word ({', '.join(parsers)}) before {token!r}; {usage}")
+        else:
+            current.append(token)
+    for name, tokens in groups.items():
+        if "-h" in tokens or "--help" in tokens:
+            parsers[name].parse_args(["--help"])   # prints the group's help and exits 0
+    missing = [name for name in required if name not in groups]
+    if missing:
+        raise ValueError(f"the '{missing[0]}' group is missing; {usage}")
+    return {name: parser.parse_args(groups.get(name, [])) for name, parser in parsers.items()}
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -358,7 +358,7 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.quiet)
     job = reproduce_scifact if args.dataset == "scifact" else reproduce_dl19
     try:
         report = job(args)

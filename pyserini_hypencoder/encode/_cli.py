@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from .. import cli
 from ..index import STORAGE_DTYPES
@@ -14,7 +14,6 @@ from ..index import STORAGE_DTYPES
 logger = logging.getLogger(__name__)
 
 PROG = "python -m pyserini_hypencoder.encode"
-GROUPS = ("input", "output", "encoder")
 USAGE = f"usage: {PROG} input --corpus PATH output --embeddings DIR [encoder --encoder ID]"
 
 
@@ -45,47 +44,9 @@ def build_parsers() -> Dict[str, argparse.ArgumentParser]:
     return parsers
 
 
-def split_groups(argv: Sequence[str]) -> Dict[str, List[str]]:
-    """Split argv at the group words (``input``, ``output``, ``encoder``) as Pyserini's encode CLI does."""
-    groups: Dict[str, List[str]] = {}
-    current = None
-    for token in argv:
-        if token in GROUPS:
-            if token in groups:
-                raise ValueError(f"the '{token}' group is given twice")
-            current = token
-            groups[current] = []
-        elif current is None:
-            if token in ("-h", "--help"):
-                raise _Help()
-            raise ValueError(f"expected a group word ({', '.join(GROUPS)}) before {token!r}; {USAGE}")
-        else:
-            groups[current].append(token)
-    for name, tokens in groups.items():
-        if "-h" in tokens or "--help" in tokens:
-            raise _Help(name)
-    for required in ("input", "output"):
-        if required not in groups:
-            raise ValueError(f"the '{required}' group is missing; {USAGE}")
-    groups.setdefault("encoder", [])
-    return groups
-
-
-class _Help(Exception):
-    pass
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> Dict[str, argparse.Namespace]:
-    parsers = build_parsers()
-    try:
-        groups = split_groups(list(sys.argv[1:] if argv is None else argv))
-    except _Help as wanted:
-        if wanted.args:
-            parsers[wanted.args[0]].parse_args(["--help"])  # prints the group's help and exits 0
-        print(f"usage: {PROG} input [input options] output [output options] [encoder [encoder options]]\n"
-              f"(each group has its own --help, e.g. {PROG} input --help)")
-        raise SystemExit(0)
-    return {name: parsers[name].parse_args(groups[name]) for name in GROUPS}
+    return cli.parse_groups(build_parsers(), list(sys.argv[1:] if argv is None else argv), PROG,
+                            required=("input", "output"), usage=USAGE)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -72,21 +72,34 @@ def search_params(args) -> dict:
     return {**given_params(args).get(args.strategy, {}), **dict(args.search_param)}
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m pyserini_hypencoder.search",
-                            description="Search an index with Hypencoder q-nets, or rerank a first-stage run.")
-    parser.add_argument("--topics", required=True, metavar="FILE_OR_NAME",
-                        help="qid<TAB>query TSV, JSONL ({id,title} / {_id,text}), or a Pyserini topic name")
+def define_dense_args(parser) -> None:
+    """The Hypencoder side: index, encoder, strategy, and text sources for candidates the index lacks."""
     parser.add_argument("--index", metavar="DIR", help="index directory from pyserini_hypencoder.encode")
-    parser.add_argument("--output", required=True, metavar="FILE", help="run file to write")
-    parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="trec")
-    parser.add_argument("--hits", type=positive_int, default=1000, metavar="K", help="hits per query (1000)")
-    parser.add_argument("--remove-query", action="store_true", help="drop hits whose docid equals the qid")
-    parser.add_argument("--runtag", default=DEFAULT_RUNTAG, help=f"run tag, last TREC column ({DEFAULT_RUNTAG})")
     parser.add_argument("--force", action="store_true",
                         help="search an index whose meta.json names other encoder weights")
     define_encoder_args(parser, batch_size=32)
     define_strategy_args(parser)
+    parser.add_argument("--corpus", metavar="PATH",
+                        help="JSONL corpus (file or folder) with the text of candidates missing from --index")
+    parser.add_argument("--lucene-index", metavar="DIR",
+                        help="Pyserini Lucene index (--storeRaw) with the text of candidates missing from --index")
+
+
+def define_output_args(parser, tag: str) -> None:
+    parser.add_argument("--topics", required=True, metavar="FILE_OR_NAME",
+                        help="qid<TAB>query TSV, JSONL ({id,title} / {_id,text}), or a Pyserini topic name")
+    parser.add_argument("--output", required=True, metavar="FILE", help="run file to write")
+    parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="trec")
+    parser.add_argument("--hits", type=positive_int, default=1000, metavar="K", help="hits per query (1000)")
+    parser.add_argument("--runtag", default=tag, help=f"run tag, last TREC column ({tag})")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m pyserini_hypencoder.search",
+                            description="Search an index with Hypencoder q-nets, or rerank a first-stage run.")
+    define_output_args(parser, DEFAULT_RUNTAG)
+    parser.add_argument("--remove-query", action="store_true", help="drop hits whose docid equals the qid")
+    define_dense_args(parser)
     rerank = parser.add_argument_group("reranking (instead of full search)")
     rerank.add_argument("--rerank", metavar="RUN",
                         help="first-stage run to rerank (TREC 6 columns or MS MARCO 3/4 columns)")
@@ -96,10 +109,6 @@ def build_parser() -> ArgumentParser:
     rerank.add_argument("--rerank-keep-rest", action="store_true",
                         help="append the first-stage entries below --rerank-depth, in their order, scored below the "
                              "reranked ones (up to --hits in all)")
-    rerank.add_argument("--corpus", metavar="PATH",
-                        help="JSONL corpus (file or folder) with the text of candidates missing from --index")
-    rerank.add_argument("--lucene-index", metavar="DIR",
-                        help="Pyserini Lucene index (--storeRaw) with the text of candidates missing from --index")
     return parser
 
 
@@ -127,7 +136,7 @@ def _check_args(args) -> None:
         raise IsADirectoryError(f"{args.output}: output is a directory")
 
 
-def _search(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple[str, float]]]:
+def search_topics(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple[str, float]]]:
     from ._searcher import HypencoderSearcher
     searcher = HypencoderSearcher(args.index, encoder, force=args.force, strategy=args.strategy,
                                   search_params=search_params(args))
@@ -135,7 +144,7 @@ def _search(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple[str, 
     results: Dict[str, List[Tuple[str, float]]] = {}
     # --remove-query drops hits after retrieval, as Pyserini does, so fetch one extra.
     k = args.hits + 1 if args.remove_query else args.hits
-    with tqdm(total=len(qids), desc="search", unit="query") as bar:
+    with tqdm(total=len(qids), desc="search", unit="query", disable=args.quiet) as bar:
         for start in range(0, len(qids), args.batch_size):
             batch = qids[start:start + args.batch_size]
             found = searcher.batch_search([topics[q] for q in batch], batch, k=k, threads=args.threads or 1)
@@ -153,19 +162,19 @@ def _search(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple[str, 
     return results
 
 
-def _rerank(args, topics: Dict[str, str], encoder, run) -> Dict[str, List[Tuple[str, float]]]:
+def rerank_topics(args, topics: Dict[str, str], encoder, run) -> Dict[str, List[Tuple[str, float]]]:
     from ..formats.corpus import JsonlCorpus, LuceneTexts
     from .rerank import HypencoderReranker
     texts = JsonlCorpus(args.corpus) if args.corpus else LuceneTexts(args.lucene_index) if args.lucene_index else None
     reranker = HypencoderReranker(encoder, index=args.index, texts=texts, force=args.force,
-                                  batch_size=args.batch_size)
+                                  batch_size=args.batch_size, progress=not args.quiet)
     return reranker.rerank(topics, run, depth=args.rerank_depth or DEFAULT_RERANK_DEPTH, threads=args.threads,
                            keep_rest=args.rerank_keep_rest)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.quiet)
     _check_args(args)
     set_threads(args.threads)
     topics = read_topics(args.topics)
@@ -177,7 +186,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     encoder = HypencoderQueryEncoder(args.encoder, device=args.device, max_length=args.max_length, bf16=args.bf16,
                                      num_attention_heads=args.num_attention_heads)
     started = time.perf_counter()
-    results = _rerank(args, topics, encoder, run) if run is not None else _search(args, topics, encoder)
+    results = rerank_topics(args, topics, encoder, run) if run is not None else search_topics(args, topics, encoder)
     elapsed = time.perf_counter() - started
     if args.remove_query:
         results = {qid: [h for h in hits if h[0] != qid] for qid, hits in results.items()}

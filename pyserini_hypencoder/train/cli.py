@@ -20,6 +20,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run saved in --output-dir/checkpoint")
     p.add_argument("--overwrite", action="store_true", help="discard an existing run in --output-dir")
     p.add_argument("--verbose", action="store_true", help="debug logging")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     group = p.add_argument_group("settings (override the config file; a bare boolean flag means true; "
                                  "lists are comma-separated)")
     for f in dataclasses.fields(TrainConfig):
@@ -31,7 +32,7 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.quiet)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
     cfg = TrainConfig.load(args.config, overrides)

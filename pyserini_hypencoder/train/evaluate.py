@@ -102,7 +102,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help=f"frozen-backbone feature cache (default {cache.DEFAULT_CACHE_DIR})")
     add_common_args(p)
     args = p.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.quiet)
     set_threads(args.threads)
     run(load_scorer(args.encoder), args.data, split=args.split, output=args.output, hits=args.hits,
         rerank=args.rerank, cache_dir=Path(args.cache_dir) if args.cache_dir else cache.DEFAULT_CACHE_DIR)
