@@ -13,6 +13,7 @@ Every command is logged before it runs, so the output doubles as a recipe.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -25,9 +26,9 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from ._fsutil import atomic_directory, atomic_file, atomic_path, cache_path
+from ._fsutil import atomic_directory, atomic_file, atomic_path, cache_path, write_json
 from .cli import ArgumentParser, add_common_args, positive_int, run_cli, setup_logging
 from .formats.corpus import JsonlCorpus, write_json_collection
 from .formats.qrels import read_qrels, write_qrels
@@ -181,15 +182,57 @@ def run(name: str, command: List[str], report: Report, *, outputs: Sequence[Path
     return step
 
 
-def run_into(name: str, target: Path, command_for, report: Report, *, reuse: bool = False) -> Step:
-    """Run ``command_for(tmp)`` writing to a temporary name beside ``target``, then rename it to ``target``."""
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def provenance_file(target: Path) -> Path:
+    return target.with_name(f"{target.name}.provenance.json")
+
+
+def check_reuse(name: str, target: Path, provenance: dict) -> None:
+    """A ValueError unless ``target`` was built from the same inputs (its provenance file says so)."""
+    path = provenance_file(target)
+    recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if recorded != provenance:
+        changed = "no record of its inputs" if recorded is None else "built from " + ", ".join(
+            f"{k} {recorded.get(k)!r}" for k in provenance if recorded.get(k) != provenance[k])
+        raise ValueError(f"{name}: will not reuse {target} ({changed}; now {provenance}); pass --no-reuse to "
+                         f"rebuild it, or another --indexes-dir/--runs-dir")
+
+
+def run_into(name: str, target: Path, command_for, report: Report, *, reuse: bool = False,
+             provenance: dict) -> Step:
+    """Run ``command_for(tmp)`` writing to a temporary name beside ``target``, then rename it to ``target`` and
+    record ``provenance`` (what it was built from) beside it; reuse only a ``target`` of the same provenance."""
     target = Path(target)
     if reuse and target.exists():
+        check_reuse(name, target, provenance)
         return run(name, command_for(target), report, outputs=[target], reuse=True)
     with atomic_path(target) as tmp:
         step = run(name, command_for(tmp), report)
+    write_json(provenance_file(target), provenance)
     step.command = command_for(target)  # what a user would type
     return step
+
+
+def check_index_reuse(dense: Path, corpus: Path, fingerprint: str, bf16: bool, num_docs: int) -> None:
+    """A ValueError unless the Hypencoder index ``dense`` holds ``corpus`` encoded by these weights."""
+    meta = json.loads((dense / "meta.json").read_text(encoding="utf-8"))
+    recorded = meta.get("corpus") or {}
+    source = next((Path(p) for p in (recorded.get("resolved"), recorded.get("path")) if p and Path(p).exists()), None)
+    problems = [what for what, bad in (
+        ("another corpus", source is None or source.resolve() != corpus.resolve()),
+        ("other encoder weights", meta.get("encoder_fingerprint") != fingerprint),
+        ("another precision", bool(meta.get("bf16")) != bf16), (f"{meta.get('num_docs')} documents, not {num_docs}",
+                                                                meta.get("num_docs") != num_docs)) if bad]
+    if problems:
+        raise ValueError(f"Hypencoder index: will not reuse {dense} (it holds {', '.join(problems)}); pass --no-reuse "
+                         f"to rebuild it, or another --indexes-dir")
 
 
 def python_m(module: str, *args) -> List[str]:
@@ -218,13 +261,14 @@ def search_timing(step: Step) -> Optional[float]:
     return float(match.group(1)) if match else None
 
 
-def encoder_tag(encoder: str) -> str:
-    """Short name for file names: the encoder's fingerprint (so an index from other weights is never reused)."""
+def encoder_tag(encoder: str) -> Tuple[str, str]:
+    """(short name for file names, the encoder's weight fingerprint)."""
     from .encoders import model_fingerprint
     from .model import load_hypencoder
     name = Path(encoder).name if os.sep in encoder else encoder
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "model"
-    return f"{name}-{model_fingerprint(load_hypencoder(encoder))[:8]}"
+    fingerprint = model_fingerprint(load_hypencoder(encoder))
+    return f"{name}-{fingerprint[:8]}", fingerprint
 
 
 def precision(args) -> str:
@@ -245,7 +289,7 @@ def reproduce_scifact(args) -> Report:
     data = scifact_data(args.data)
     topics, qrels = data / "topics.test.tsv", data / "qrels.test.txt"
     indexes, runs = Path(args.indexes_dir), Path(args.runs_dir)
-    tag = encoder_tag(args.encoder)
+    tag, fingerprint = encoder_tag(args.encoder)
     report = Report(f"SciFact test ({count_lines(topics)} queries, {count_lines(data / 'corpus.jsonl')} documents; "
                     f"data: {_short(str(data))}; encoder: {args.encoder} [{tag}], {precision(args)})")
 
@@ -256,19 +300,23 @@ def reproduce_scifact(args) -> Report:
     exact_run = runs / f"run.scifact.hypencoder.{tag}.exact.trec"
     rerank_run = runs / f"run.scifact.bm25-flat.hypencoder.{tag}.rerank{args.rerank_depth}.trec"
 
+    corpus = data / "corpus.jsonl"
+    built_from = {"corpus": file_digest(corpus)}   # what a reused index or run must come from
     if not (lucene.exists() and args.reuse):   # BEIR "flat": title and text in one contents field
-        write_json_collection(JsonlCorpus(data / "corpus.jsonl"), collection / "docs.jsonl")
+        write_json_collection(JsonlCorpus(corpus), collection / "docs.jsonl")
     run_into("BM25 index", lucene, lambda out: python_m(
         "pyserini.index.lucene", "--collection", "JsonCollection", "--input", collection, "--index", out,
         "--generator", "DefaultLuceneDocumentGenerator", "--threads", args.threads or 2, "--storeRaw"),
-        report, reuse=args.reuse)
+        report, reuse=args.reuse, provenance=built_from)
     run_into("BM25 run", bm25_run, lambda out: python_m(
         "pyserini.search.lucene", "--index", lucene, "--topics", topics, "--output", out, "--bm25",
         "--hits", BM25_HITS, "--threads", args.threads or 2, "--batch-size", 64),
-        report, reuse=args.reuse)
-    run("Hypencoder index", python_m("pyserini_hypencoder.encode", "input", "--corpus", data / "corpus.jsonl",
+        report, reuse=args.reuse, provenance={**built_from, "topics": file_digest(topics), "hits": BM25_HITS})
+    if args.reuse and (dense / "meta.json").exists():
+        check_index_reuse(dense, corpus, fingerprint, args.bf16, count_lines(corpus))
+    run("Hypencoder index", python_m("pyserini_hypencoder.encode", "input", "--corpus", corpus,
                                      "--fields", "title", "text", "output", "--embeddings", dense,
-                                     "encoder", *encoder_flags(args)),
+                                     "encoder", *encoder_flags(args), *(["--quiet"] if args.quiet else [])),
         report, outputs=[dense / "meta.json"], reuse=args.reuse)
     search_flags = ["--topics", topics, "--index", dense, *encoder_flags(args)]
     exact = run("Hypencoder exact search", python_m("pyserini_hypencoder.search", *search_flags,
@@ -294,7 +342,7 @@ def reproduce_dl19(args) -> Report:
     if data is None or not (data / "corpus.jsonl").is_file():
         where = args.data or ", ".join(map(str, shared_candidates("dl19")))
         raise FileNotFoundError(f"no TREC DL 2019 reranking set at {where} (it is built in ../shared/data only)")
-    tag = encoder_tag(args.encoder)
+    tag, _ = encoder_tag(args.encoder)
     queries = count_lines(data / "topics.test.tsv")
     report = Report(f"TREC DL 2019 passage, reranking BM25 top {args.rerank_depth} ({queries} queries; candidates "
                     f"encoded from {_short(str(data / 'corpus.jsonl'))}; encoder: {args.encoder} [{tag}], "
@@ -365,6 +413,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except RuntimeError as exc:
         raise ValueError(str(exc)) from None
     print_report(report)
+    if all(not row.get("ndcg_cut_10") for row in report.rows.values()):
+        raise ValueError("every run scores 0 nDCG@10 against the qrels: they do not judge these runs' documents "
+                         "(the data, the runs and the qrels must belong together)")
     if args.summary:
         with atomic_file(args.summary) as f:
             json.dump(report.to_json(), f, indent=2)
