@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
-from pyserini.encode import DocumentEncoder, QueryEncoder
+from ._compat import DocumentEncoder, QueryEncoder
 
 from .model import Hypencoder, QNetBatch, load_hypencoder
 from .model.fingerprint import weights_fingerprint

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
-from pyserini.encode import JsonlCollectionIterator
+from .._compat import JsonlCollectionIterator
 from tqdm import tqdm
 
 from ..encoders import document_text, join_title

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from pyserini.search.faiss import DenseSearchResult, PrfDenseSearchResult
+from .._compat import DenseSearchResult, PrfDenseSearchResult
 
 from .._threads import torch_threads as scoped_threads
 from ..index import DenseIndex

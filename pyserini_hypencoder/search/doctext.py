@@ -63,7 +63,7 @@ class LuceneTexts:
         if not self.path.is_dir():
             raise FileNotFoundError(f"{self.path}: Lucene index directory not found")
         import pyserini_hypencoder  # noqa: F401  (Java before Pyserini)
-        from pyserini.search.lucene import LuceneSearcher
+        from .._compat import LuceneSearcher
         try:
             self.searcher = LuceneSearcher(str(self.path))
         except Exception as exc:  # jnius.JavaException for a folder that is not a Lucene index
