@@ -106,7 +106,7 @@ for cli in {CLIS!r}:
         assert stop.code in (0, None), (cli, stop.code)
     print("CLI", cli)
 """
-    env = {"PATH": SYSTEM_PATH, "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8",
+    env = {"PATH": SYSTEM_PATH, "HOME": os.path.expanduser("~"), "LANG": "C.UTF-8",
            "HF_HUB_OFFLINE": "1"}
     run = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=600,
                          cwd=tmp_path, env=env)
