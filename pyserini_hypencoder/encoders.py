@@ -6,9 +6,9 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from pyserini.encode import DocumentEncoder, QueryEncoder
 from torch.nn.utils.rnn import pad_sequence
 
+from ._compat import DocumentEncoder, QueryEncoder
 from .formats.corpus import join_title
 from .model import Hypencoder, QNetBatch, load_hypencoder
 from .model.fingerprint import weights_fingerprint

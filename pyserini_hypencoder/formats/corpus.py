@@ -97,7 +97,7 @@ class JsonlCorpus:
     def _parse_fields(self, info: dict) -> List[Optional[str]]:
         """Pyserini's own field parsing (``JsonlCollectionIterator._parse_fields_from_info``), imported only when
         explicit fields are used."""
-        from pyserini.encode import JsonlCollectionIterator
+        from .._compat import JsonlCollectionIterator
         return JsonlCollectionIterator._parse_fields_from_info(self, info, strict=True)
 
     def _record(self, info, where: str) -> Tuple[str, str]:
@@ -258,7 +258,7 @@ class LuceneTexts:
         if not self.path.is_dir():
             raise FileNotFoundError(f"{self.path}: Lucene index directory not found")
         import pyserini_hypencoder  # noqa: F401  (Java before Pyserini)
-        from pyserini.search.lucene import LuceneSearcher
+        from .._compat import LuceneSearcher
         try:
             self.searcher = LuceneSearcher(str(self.path))
         except Exception as exc:  # jnius.JavaException for a folder that is not a Lucene index

@@ -117,7 +117,7 @@ def _quiet_java():
 
 def _pyserini_topics(name: str) -> Dict[str, str]:
     import pyserini_hypencoder  # noqa: F401  (Java before Pyserini)
-    from pyserini.search import get_topics
+    from .._compat import get_topics
 
     try:
         with _quiet_java():

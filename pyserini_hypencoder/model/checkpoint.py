@@ -188,9 +188,10 @@ def _build_backbone(state: dict, config_dict: Optional[dict], num_attention_head
 def load_backbone(name_or_path: str):
     """Load a plain Hugging Face encoder and its tokenizer: (model, tokenizer, source string)."""
     from transformers import AutoModel, AutoTokenizer
+    from .._compat import hf_float32
     path = resolve_backbone_dir(name_or_path)
     try:
-        model = AutoModel.from_pretrained(str(path), local_files_only=True)
+        model = AutoModel.from_pretrained(str(path), local_files_only=True, **hf_float32())
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot load a Hugging Face encoder ({type(exc).__name__}: {exc})") from None

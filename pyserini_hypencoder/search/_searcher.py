@@ -6,8 +6,8 @@ import warnings
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
-from pyserini.search.faiss import DenseSearchResult, PrfDenseSearchResult
 
+from .._compat import DenseSearchResult, PrfDenseSearchResult
 from .._threads import torch_threads
 from ..formats.corpus import Document, JsonlCorpus, LuceneTexts
 from ..index import DenseIndex

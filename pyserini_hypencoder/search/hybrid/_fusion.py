@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple
 
-from pyserini.search.faiss import DenseSearchResult
-
+from ..._compat import DenseSearchResult
 from ...formats.runs import rank_hits
 
 Hits = Sequence[Tuple[str, float]]

@@ -77,7 +77,7 @@ def sparse_hits(sparse, topics: Dict[str, str], k: int, threads: int) -> Dict[st
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: Lucene index directory not found")
     import pyserini_hypencoder  # noqa: F401  (Java before Pyserini)
-    from pyserini.search.lucene import LuceneSearcher
+    from ..._compat import LuceneSearcher
     searcher = LuceneSearcher(str(path))
     searcher.set_bm25(sparse.k1, sparse.b)
     qids = list(topics)
