@@ -44,10 +44,13 @@ def prepare(name: str, data: Path, work: Path) -> dict:
     if name == "cranfield":
         parts = {"tune": [q for q in topics if int(q) % 2], "test": [q for q in topics if not int(q) % 2]}
     files = {}
-    for part, qids in parts.items():   # neutral names: Pyserini reads paths with 'cacm' in them as SMART topics
-        write_topics(out / f"topics-{part}.tsv", {q: topics[q] for q in qids})
+    neutral = work / "topics"   # Pyserini reads any topics path containing 'cacm' (or 'beir') with special readers
+    neutral.mkdir(exist_ok=True)
+    for part, qids in parts.items():
+        topics_file = neutral / f"{COLLECTIONS.index(name)}-{part}.tsv"
+        write_topics(topics_file, {q: topics[q] for q in qids})
         write_qrels(out / f"qrels-{part}.txt", {q: qrels[q] for q in qids if q in qrels})
-        files[part] = (out / f"topics-{part}.tsv", out / f"qrels-{part}.txt")
+        files[part] = (topics_file, out / f"qrels-{part}.txt")
     lucene, dense = out / "lucene", out / "hypencoder"
     if not lucene.exists():
         write_json_collection(JsonlCorpus(src / "corpus.jsonl"), out / "collection" / "docs.jsonl")
@@ -96,23 +99,26 @@ def main(argv=None) -> int:
             run = hybrid(tune, "tune", alpha, normalization, args.work / "cranfield" / f"hybrid-tune-{alpha}-{int(normalization)}.trec")
             grid[f"alpha={alpha} normalization={normalization}"] = ndcg(tune["files"]["tune"][1], run)
     best = max(grid, key=grid.get)
-    alpha, normalization = float(best.split()[0].split("=")[1]), best.endswith("True")
-    print(f"chosen on Cranfield (odd queries): {best} (nDCG@10 {grid[best]:.4f})")
+    best_normalized = max((key for key in grid if key.endswith("True")), key=grid.get)   # scale-free, for other models
+    settings = {"hybrid (chosen)": best, "hybrid (chosen with normalization)": best_normalized,
+                "hybrid (alpha 0.1, Pyserini's default)": "alpha=0.1 normalization=False"}
+    settings = {label: (float(key.split()[0].split("=")[1]), key.endswith("True")) for label, key in settings.items()}
+    print(f"chosen on Cranfield (odd queries): {best} (nDCG@10 {grid[best]:.4f}); with normalization: "
+          f"{best_normalized} ({grid[best_normalized]:.4f})")
     # 2. held-out checks of that choice: BM25, Hypencoder, hybrid
     results = {}
     for name in COLLECTIONS:
         p = prepared[name]
         qrels = p["files"]["test"][1]
         bm25, exact = p["runs"]["test"]
-        fused = hybrid(p, "test", alpha, normalization, args.work / name / f"hybrid-test-{alpha}-{int(normalization)}.trec")
-        default = hybrid(p, "test", 0.1, False, args.work / name / "hybrid-test-0.1-0.trec")   # Pyserini's default
-        results[name] = {"bm25": ndcg(qrels, bm25), "hypencoder": ndcg(qrels, exact), "hybrid (chosen)": ndcg(qrels, fused),
-                         "hybrid (alpha 0.1, Pyserini's default)": ndcg(qrels, default)}
+        results[name] = {"bm25": ndcg(qrels, bm25), "hypencoder": ndcg(qrels, exact)}
+        for label, (a, n) in settings.items():
+            results[name][label] = ndcg(qrels, hybrid(p, "test", a, n, args.work / name / f"hybrid-test-{a}-{int(n)}.trec"))
     dl19 = args.data / "trec-dl-2019-passage-rerank"
     out = args.work / "dl19"
     out.mkdir(parents=True, exist_ok=True)
     rows = {}
-    for label, a, n in (("hybrid (chosen)", alpha, normalization), ("hybrid (alpha 0.1, Pyserini's default)", 0.1, False)):
+    for label, (a, n) in settings.items():
         run = out / f"hybrid-rerank-{a}-{int(n)}.trec"
         if not run.exists():
             sh("pyserini_hypencoder.search.hybrid", "dense", "--rerank", "--corpus", dl19 / "corpus.jsonl", "--encoder",
@@ -133,7 +139,8 @@ def main(argv=None) -> int:
     for key, value in grid.items():
         print(f"  {key:32s} {value:.4f}")
     if args.json:
-        args.json.write_text(json.dumps({"chosen": best, "grid": grid, "results": results}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"chosen": best, "chosen_normalized": best_normalized, "grid": grid,
+                                         "results": results}, indent=2) + "\n")
     return 0
 
 

@@ -67,7 +67,8 @@ class HypencoderQueryEncoder(QueryEncoder, _HypencoderSide):
     ``encode(query)`` returns a :class:`QNetBatch` holding one q-net; ``encode_batch`` holds one per query.
     Each query is encoded on its own (no padding, no batch mates), so its q-net and every score it gives are the
     same whatever other queries share the call: a run does not depend on ``--batch-size``, nor a server's answer
-    on other users' traffic.
+    on other users' traffic.  Queries are encoded in fp32 (for one short query that is faster on a CPU than bf16
+    autocast, which casts the weights again on every call); ``bf16`` makes the q-nets score in bf16.
     """
 
     def __init__(self, encoder_dir: Union[str, Hypencoder, None] = None, *, device: str = "cpu",
@@ -85,8 +86,9 @@ class HypencoderQueryEncoder(QueryEncoder, _HypencoderSide):
             raise ValueError("no queries to encode")
         if any(not isinstance(q, str) or not q.strip() for q in queries):
             raise ValueError("empty query text")
-        return QNetBatch.concat([self.model.encode_queries(ids, mask, bf16=self.bf16) for ids, mask in
-                                 each_alone(self.tokenizer, queries, max_length or self.max_length, self.device)])
+        qnets = QNetBatch.concat([self.model.encode_queries(ids, mask) for ids, mask in
+                                  each_alone(self.tokenizer, queries, max_length or self.max_length, self.device)])
+        return qnets.to(compute_dtype=torch.bfloat16) if self.bf16 else qnets
 
     def encode(self, query: str, max_length: Optional[int] = None, **kwargs) -> QNetBatch:
         return self.encode_batch([query], max_length=max_length)

@@ -79,3 +79,35 @@ def test_bad_data_folder_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"{reproduce.PROG}: error: {tmp_path / 'nothing'}: no corpus.jsonl (expected a BEIR-layout " \
                       f"SciFact folder)"
+
+
+def test_reuse_checks_what_it_reuses(tmp_path):
+    """The walkthrough reused SciFact's outputs for another collection, printed 0.0000 everywhere and exited 0:
+    a reused index or run must record the same inputs, else the job refuses with one line."""
+    corpus, other = tmp_path / "corpus.jsonl", tmp_path / "other.jsonl"
+    corpus.write_text('{"_id": "d1", "text": "a"}\n', encoding="utf-8")
+    other.write_text('{"_id": "x9", "text": "b"}\n', encoding="utf-8")
+    target = tmp_path / "lucene.x"
+    target.mkdir()
+    with pytest.raises(ValueError, match=r"BM25 index: will not reuse .*lucene.x \(no record of its inputs"):
+        reproduce.check_reuse("BM25 index", target, {"corpus": reproduce.file_digest(corpus)})
+    reproduce.write_json(reproduce.provenance_file(target), {"corpus": reproduce.file_digest(corpus)})
+    reproduce.check_reuse("BM25 index", target, {"corpus": reproduce.file_digest(corpus)})   # the same inputs
+    with pytest.raises(ValueError, match="built from corpus '.*'; now .*pass --no-reuse"):
+        reproduce.check_reuse("BM25 index", target, {"corpus": reproduce.file_digest(other)})
+    meta = {"corpus": {"path": str(corpus)}, "encoder_fingerprint": "f" * 16, "bf16": True, "num_docs": 1}
+    index = tmp_path / "dense"
+    index.mkdir()
+    (index / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    reproduce.check_index_reuse(index, corpus, "f" * 16, True, 1)
+    with pytest.raises(ValueError, match=r"it holds another corpus, other encoder weights, another precision, "
+                                         r"1 documents, not 5\)"):
+        reproduce.check_index_reuse(index, other, "0" * 16, False, 5)
+
+
+def test_a_job_whose_runs_all_score_zero_fails(monkeypatch, capsys):
+    report = reproduce.Report("a job", rows={"BM25": {"ndcg_cut_10": 0.0}, "Hypencoder": {"ndcg_cut_10": 0.0}})
+    monkeypatch.setattr(reproduce, "reproduce_dl19", lambda args: report)
+    assert run_cli(reproduce.main, ["dl19"], prog=reproduce.PROG) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        f"{reproduce.PROG}: error: every run scores 0 nDCG@10 against the qrels")

@@ -17,12 +17,13 @@ Hits = List[Tuple[str, float]]
 
 
 def _qnet_batches(model, states: torch.Tensor, mask: torch.Tensor, batch: int, bf16: bool):
-    """(first query, q-nets) per batch of ``batch`` queries, each q-net made from its own query's unpadded states,
-    as the query encoder makes it."""
+    """(first query, q-nets) per batch of ``batch`` queries, each q-net made from its own query's unpadded states
+    in fp32 and scoring in bf16 with ``bf16``, as the query encoder makes it."""
     lengths = mask.sum(1).tolist()
     for start in range(0, states.shape[0], batch):
-        yield start, QNetBatch.concat([model.qnets_from_states(states[i:i + 1, :n], mask[i:i + 1, :n], bf16=bf16)
-                                       for i, n in enumerate(lengths[start:start + batch], start)])
+        qnets = QNetBatch.concat([model.qnets_from_states(states[i:i + 1, :n], mask[i:i + 1, :n])
+                                  for i, n in enumerate(lengths[start:start + batch], start)])
+        yield start, qnets.to(compute_dtype=torch.bfloat16) if bf16 else qnets
 
 
 @torch.no_grad()
