@@ -71,6 +71,12 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     if quiet:
         os.environ["TQDM_DISABLE"] = "1"
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        import functools
+
+        import tqdm   # tqdm reads TQDM_DISABLE when imported: bars of modules imported earlier go off here
+        if not getattr(tqdm.tqdm, "_quiet", False):
+            tqdm.tqdm.__init__ = functools.partialmethod(tqdm.tqdm.__init__, disable=True)
+            tqdm.tqdm._quiet = True
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:   # faiss logs each SIMD build it tries and cannot load, which reads like a failure
