@@ -28,6 +28,8 @@ _EXPORTS = {
     "STRATEGIES": ".strategies", "TopK": ".topk",
     "HypencoderSearcher": ".search", "HypencoderReranker": ".search", "exact_search": ".search",
     "graph_search": ".ann", "ivf_search": ".ann", "surrogate_search": ".ann",
+    # hybrid search (BM25 + Hypencoder)
+    "HypencoderHybridSearcher": ".search.hybrid", "fuse": ".search.hybrid",
 }
 __all__ = sorted(_EXPORTS) + ["configure_java"]
 

@@ -84,3 +84,13 @@ def test_bench_ann_scale_with_random_qnets_of_a_wider_shape(tmp_path):
     lifted = bench_ann.lift(real, 16)
     assert lifted.shape == (400, 16)
     np.testing.assert_allclose(lifted @ lifted.T, real @ real.T, rtol=1e-4, atol=1e-3)
+
+
+def test_bench_query_encoding_quick(tmp_path):
+    stdout = run("bench_query_encoding.py", "--quick", "--json", str(tmp_path / "e.json"))
+    assert "alone fp32" in stdout and "padded bf16" in stdout
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["plugin_path_is_alone_fp32"] is True
+    assert set(result["ms_per_query"]) == {"alone fp32", "alone bf16", "padded fp32", "padded bf16"}
+    assert all(ms > 0 for ms in result["ms_per_query"].values())
+    assert result["padded_weight_gap"] >= 0 and result["padded_score_gap"] >= 0
