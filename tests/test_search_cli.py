@@ -267,6 +267,26 @@ def test_module_entry_point_exit_status(world, tmp_path):
     assert proc.stderr.strip().splitlines() == [f"{PROG}: error: argument --hits: expected a positive integer, got 0"]
 
 
+@pytest.mark.slow
+def test_quiet_means_no_progress_bar_at_all(world, tmp_path):
+    """The walkthrough saw transformers' weight-loading bar on every search and a stray 'scan corpus' line in a
+    log: with --quiet a real search and rerank write no bar; without it, off a terminal, no scan bar either."""
+    base = [sys.executable, "-m", "pyserini_hypencoder.search", "--topics", world["topics"], "--encoder",
+            world["encoder"]]
+    for mode in (["--index", world["full"]], ["--rerank", world["run"], "--corpus", world["corpus"]]):
+        for flags in (["--quiet"], []):
+            out = tmp_path / "run.trec"
+            proc = subprocess.run(base + [str(a) for a in mode] + ["--output", str(out), *flags],
+                                  capture_output=True, text=True)
+            assert proc.returncode == 0 and out.is_file(), proc.stderr[-2000:]
+            assert "scan corpus" not in proc.stderr
+            if flags:
+                assert "it/s]" not in proc.stderr and "%|" not in proc.stderr, proc.stderr[-2000:]
+            else:   # the check can fail: without --quiet the search's own bars are there
+                assert "%|" in proc.stderr
+            out.unlink()
+
+
 def test_graph_and_ivf_strategies_through_the_cli(world, tmp_path, capsys):
     """--strategy graph|ivf|surrogate run the registered strategies; with every document reachable they find the
     exact top hits.  Without the structure: one error line naming the command that adds it.  Each strategy's
