@@ -181,12 +181,12 @@ def test_installed_the_way_ci_says():
     if not expected:
         pytest.skip("PYSERINI_HYPENCODER_EXPECT_INSTALL is not set (CI's wheel stage sets it)")
     import pyserini_hypencoder
-    from pyserini_hypencoder.resources import default_model_dir
+    from pyserini_hypencoder.resources import DEFAULT_MODEL_DIR
     package = Path(pyserini_hypencoder.__file__).resolve().parent
     repo = Path(__file__).resolve().parents[1]
     assert expected == "wheel"
     assert package.parent == Path(sysconfig.get_paths()["purelib"]).resolve()
     assert package != (repo / "pyserini_hypencoder").resolve()   # a copy in site-packages, not the checkout
     assert not (package.parent / "__editable__.pyserini_hypencoder-0.1.0.pth").exists()
-    assert Path(default_model_dir()).resolve().is_relative_to(package)
+    assert DEFAULT_MODEL_DIR.resolve().is_relative_to(package)
     assert PTH.exists() and (package.parent / "_pyserini_hypencoder_boot.py").exists()

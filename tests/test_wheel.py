@@ -93,9 +93,9 @@ site.addsitedir({str(target)!r})      # runs the wheel's pyserini_hypencoder-jav
 print("JAVA_HOME", os.environ.get("JAVA_HOME"))
 import pyserini_hypencoder
 from pyserini_hypencoder.encoders import HypencoderQueryEncoder
-from pyserini_hypencoder.resources import default_model_dir
+from pyserini_hypencoder.resources import DEFAULT_MODEL_DIR
 print("PACKAGE", pyserini_hypencoder.__file__)
-print("MODEL", default_model_dir())
+print("MODEL", DEFAULT_MODEL_DIR)
 qnets = HypencoderQueryEncoder("default").encode_batch(["what causes fever?"])
 print("QNETS", len(qnets))
 for cli in {CLIS!r}:
