@@ -400,6 +400,9 @@ def mode_scale(args):
                                                            "peak_rss_mb": builds[structure][1], "peak_since": "process"}
     for name, (sec, mb) in builds.items():
         print(f"build {name}: {sec:.0f} s, peak RSS of the building process {mb:,.0f} MB", flush=True)
+    if args.only_build:
+        return [{"label": args.label, "n": args.num_docs, "index": str(target), "steps": mem.steps,
+                 "builds": {k: {"seconds": v[0], "peak_rss_mb": v[1]} for k, v in builds.items()}}]
     index = DenseIndex.open(target)
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     qnets = qnets.to(args.device, dtype)
@@ -425,6 +428,8 @@ def mode_scale(args):
         ivf = load_ivf(index) if "ivf" in index.structures else None
     out = [exact_row] if exact_row else []
     for method, params in configs:
+        if args.warmup:   # one untimed batch first: structures loaded, pages of the map read, kernels warm
+            run_method(method, params, qnets[:args.batch], as_vectors(index), graph, ivf, args.k, index)
         with mem.step(f"{method} {params}"):
             out += evaluate(qnets, index, graph, ivf, k=args.k, batch=args.batch, label=args.label,
                             configs=[(method, params)], truth=truth)
@@ -552,6 +557,9 @@ def build_parser():
     sc.add_argument("--truth-queries", type=int, default=None,
                     help="exact ground truth (and recall) for the first this many queries only (default all)")
     sc.add_argument("--batch", type=int, default=32, help="queries per timed batch")
+    sc.add_argument("--only-build", action="store_true", help="stop after writing the vectors and the structures")
+    sc.add_argument("--no-warmup", dest="warmup", action="store_false",
+                    help="time the first batch of each method too (default: one untimed batch first)")
     sc.add_argument("--chunk", type=int, default=262144, help="rows generated and written at a time")
     sc.add_argument("--graph-nlist", type=int, default=None,
                     help="k-means lists of the graph's neighbour search (default: reuse the IVF partition)")
