@@ -241,7 +241,8 @@ def mode_real(args):
     ivf = build_ivf(flat, nlist=args.nlist, progress=False)
     print(f"{args.label}: N={index.num_docs} Q={len(qnets)}; graph build {t1 - t0:.1f} s, ivf build "
           f"{time.perf_counter() - t1:.1f} s (nlist {len(ivf['centroids'])})", flush=True)
-    return evaluate(qnets, vectors, graph, ivf, k=args.k, qids=qids, docids=index.docids, qrels=qrels,
+    # the index itself (its cached matrix is ``vectors``), so that surrogate finds a faiss-ivf structure
+    return evaluate(qnets, index, graph, ivf, k=args.k, qids=qids, docids=index.docids, qrels=qrels,
                     label=args.label, configs=load_configs(args.configs))
 
 
