@@ -6,14 +6,8 @@
 # and surrogate recall@100 / latency (benchmarks/gpu_bench.py).  Also runs the CUDA correctness tests of the
 # qbatched engine.  Installs nothing.  Target: about 6 minutes of device time (each step capped with `timeout`).
 set -u
-OUT="${OUT:-$PWD/gpu-run-out}"
-mkdir -p "$OUT"
-PY="${PYTHON:-}"
-if [ -z "$PY" ]; then
-  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
-fi
-log() { echo "[gpu_run] $*" | tee -a "$OUT/gpu_run.log"; }
-log "python: $PY ($($PY --version 2>&1))"
+NAME=gpu_run
+. "$(dirname "$0")/_gpu_env.sh"
 if ! $PY -c "import pyserini_hypencoder" 2>/dev/null; then export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"; fi
 if ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   log "MISSING: a CUDA-enabled torch and a visible GPU; nothing to measure"; exit 1

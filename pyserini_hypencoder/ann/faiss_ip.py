@@ -19,8 +19,7 @@ import torch
 from tqdm import tqdm
 
 from .._fsutil import atomic_path
-from ..index.vectors import as_vectors
-from ._common import sample_rows
+from ._common import partition_size, sample_rows
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +40,7 @@ def build_faiss_ivf(vectors, *, nlist: Optional[int] = None, encoding: str = "sq
 
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown faiss-ivf encoding {encoding!r}; expected one of {', '.join(ENCODINGS)}")
-    vectors = as_vectors(vectors)
-    n, d = vectors.num_rows, vectors.dimension
-    if n == 0:
-        raise ValueError("cannot build a faiss-ivf index of an empty index")
-    nlist = int(nlist or default_faiss_nlist(n))
-    if not 1 <= nlist <= n:
-        raise ValueError(f"faiss-ivf nlist must lie in [1, {n}] for {n} documents, got {nlist}")
+    vectors, n, d, nlist = partition_size(vectors, nlist, default_faiss_nlist, "a faiss-ivf index")
     started = time.time()
     train_size = int(train_size or min(n, max(64 * nlist, 65536)))
     sample = np.ascontiguousarray(vectors.rows(sample_rows(n, train_size, seed)).numpy(), dtype=np.float32)
