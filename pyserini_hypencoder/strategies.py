@@ -109,7 +109,8 @@ STRATEGIES: Dict[str, Strategy] = {s.name: s for s in (
               Param("first_stage", str, "auto", "pre-selection: scan all N inner products, or the index's faiss-ivf "
                                                 "structure (--add faiss-ivf); auto = faiss-ivf when present",
                     choices=("auto", "scan", "faiss-ivf")),
-              Param("nprobe", int, 64, "faiss-ivf lists probed per query by the pre-selection"))),
+              Param("nprobe", int, 256, "faiss-ivf lists probed per query by the pre-selection (256 of 4,096 lists: "
+                                        "recall@100 0.969 at 8.8M, docs/speed.md)"))),
 )}
 
 
