@@ -488,10 +488,14 @@ def mode_plot(args):
     for ax in axes.flat[len(labels):]:
         ax.set_visible(False)
     styles = (("exact", "*", "C0"), ("ivf", "o", "C1"), ("graph", "s", "C2"), ("ivf+graph", "^", "C3"),
-              ("surrogate", "D", "C4"))
+              ("surrogate", "D", "C4"), ("surrogate, faiss-ivf", "v", "C5"))
+
+    def series(r):   # the faiss-ivf first stage is its own series (the scan's pool differs)
+        faiss = r["method"] == "surrogate" and ("nprobe" in r["params"] or r["params"].get("first_stage") == "faiss-ivf")
+        return "surrogate, faiss-ivf" if faiss else r["method"]
     for ax, label in zip(axes.flat, labels):
         for method, marker, color in styles:
-            pts = sorted((r["p50_ms"], r["recall@100"]) for r in rows if r["label"] == label and r["method"] == method)
+            pts = sorted((r["p50_ms"], r["recall@100"]) for r in rows if r["label"] == label and series(r) == method)
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=color,
                         linestyle="-" if method in ("ivf", "surrogate") else "none",  # one parameter: a curve
