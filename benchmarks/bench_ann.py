@@ -31,7 +31,7 @@ import torch
 
 from pyserini_hypencoder.ann import build_graph, build_ivf, ivf_candidates, probe, surrogate_search, walk
 from pyserini_hypencoder.formats import read_qrels, read_topics
-from pyserini_hypencoder.index import Vectors
+from pyserini_hypencoder.index import Vectors, as_vectors
 from pyserini_hypencoder.metrics import ndcg
 from pyserini_hypencoder.model.qnet import QNetBatch
 from pyserini_hypencoder.search.exact import exact_search
@@ -72,7 +72,7 @@ def sweep(n: int, quick: bool, graph_ok: bool, ivf_ok: bool, nlist: int, k: int)
     return configs
 
 
-def run_method(method, params, qnets, vectors: Vectors, graph, ivf, k) -> TopK:
+def run_method(method, params, qnets, vectors: Vectors, graph, ivf, k, source=None) -> TopK:
     """One strategy on explicit vectors and structures (the library's functions under the registered ones)."""
     if method == "exact":
         return exact_search(qnets, vectors, k)
@@ -81,7 +81,7 @@ def run_method(method, params, qnets, vectors: Vectors, graph, ivf, k) -> TopK:
     if method == "graph":
         return walk(qnets, vectors, graph, k, **params)
     if method == "surrogate":
-        return surrogate_search(qnets, vectors, k, **params)
+        return surrogate_search(qnets, vectors if source is None else source, k, **params)
     if method == "ivf+graph":   # what graph_search(ivf_nprobe=...) does with the index's own structures
         params = dict(params)
         pool = ivf_candidates(qnets, ivf, params.pop("nprobe"))
@@ -104,13 +104,16 @@ def ndcg10(rows, qids, docids, qrels):
 
 
 def evaluate(qnets: QNetBatch, vectors: torch.Tensor, graph, ivf, *, k=100, batch=32, quick=False, qids=None,
-             docids=None, qrels=None, configs=None, label="", truth_cache=None):
-    vectors = Vectors(vectors)   # one wrapper, so its whole-matrix cache serves every call
-    device = vectors.stored.device
+             docids=None, qrels=None, configs=None, label="", truth_cache=None, truth=None):
+    source = vectors   # an index is passed on as it is (strategies find its structures, e.g. faiss-ivf)
+    vectors = as_vectors(vectors)   # one wrapper, so its whole-matrix cache serves every call
+    device = getattr(vectors.stored, "device", qnets.device)
     n = vectors.num_rows
     nlist = len(ivf["centroids"]) if ivf is not None else 0
     configs = configs or sweep(n, quick, graph is not None, ivf is not None, nlist, k)
-    results, truth = [], None
+    results = []
+    if truth is not None:
+        configs = [c for c in configs if c[0] != "exact"]
     if truth_cache is not None and Path(truth_cache).is_file():
         truth = torch.load(truth_cache)
         configs = [c for c in configs if c[0] != "exact"]
@@ -120,7 +123,7 @@ def evaluate(qnets: QNetBatch, vectors: torch.Tensor, graph, ivf, *, k=100, batc
             sub = qnets[start:start + batch]
             sync(device)
             t0 = time.perf_counter()
-            found = run_method(method, params, sub, vectors, graph, ivf, k)
+            found = run_method(method, params, sub, vectors, graph, ivf, k, source)
             rows, scored = found.rows, found.scored
             sync(device)
             latencies += [(time.perf_counter() - t0) / len(sub) * 1000] * len(sub)
@@ -132,7 +135,7 @@ def evaluate(qnets: QNetBatch, vectors: torch.Tensor, graph, ivf, *, k=100, batc
             if truth_cache is not None:
                 torch.save(truth, truth_cache)
         row = {"label": label, "method": method, "params": params, "n": n, "queries": len(qnets),
-               "recall@10": recall(rows, truth, 10), "recall@100": recall(rows, truth, 100),
+               "recall@10": recall(rows[:len(truth)], truth, 10), "recall@100": recall(rows[:len(truth)], truth, 100),
                "docs_scored": float(torch.cat(scored_all).float().mean()),
                "p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95)),
                "peak_rss_mb": peak_rss_mb()}
@@ -164,9 +167,9 @@ def encode_queries(encoder, texts, device, bf16):
     return QNetBatch.concat([enc.encode_batch(texts[i:i + 64]) for i in range(0, len(texts), 64)])
 
 
-def mixture_like(real: np.ndarray, n: int, *, components=64, seed=0, chunk=100_000):
-    """n vectors from a Gaussian mixture fitted to ``real``: k-means means, weights from cluster sizes, and the
-    pooled within-cluster covariance, so the mixture's mean and covariance match the real vectors'."""
+def fit_mixture(real: np.ndarray, *, components=64, seed=0):
+    """A Gaussian mixture fitted to ``real``: (means, weights, Cholesky factor of the pooled within-cluster
+    covariance), so that draws match the real vectors' mean and covariance."""
     import faiss
     real = np.ascontiguousarray(real, dtype=np.float32)
     c = max(1, min(components, len(real) // 40))
@@ -177,14 +180,30 @@ def mixture_like(real: np.ndarray, n: int, *, components=64, seed=0, chunk=100_0
     cov = np.cov(resid, rowvar=False) + 1e-6 * np.eye(real.shape[1])
     chol = np.linalg.cholesky(cov).astype(np.float32)
     weights = np.bincount(assign, minlength=c) / len(real)
+    return np.array(km.centroids), weights, chol
+
+
+def mixture_chunks(real: np.ndarray, n: int, *, components=64, seed=0, chunk=100_000, lift_to=None):
+    """n draws of :func:`fit_mixture`'s mixture, yielded as float32 chunks of at most ``chunk`` rows (optionally
+    lifted to ``lift_to`` dimensions), so that no more than one chunk is ever in memory."""
+    means, weights, chol = fit_mixture(real, components=components, seed=seed)
+    d = real.shape[1]
+    basis = None
+    if lift_to and lift_to != d:
+        basis, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((lift_to, d)))
+        basis = basis.T.astype(np.float32)   # (d, lift_to), orthonormal rows: as lift()
     rng = np.random.default_rng(seed)
-    out = np.empty((n, real.shape[1]), dtype=np.float32)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        comp = rng.choice(c, size=m, p=weights)
-        z = rng.standard_normal((m, real.shape[1]), dtype=np.float32)
-        out[start:start + m] = km.centroids[comp] + z @ chol.T
-    return out
+        comp = rng.choice(len(means), size=m, p=weights)
+        z = rng.standard_normal((m, d), dtype=np.float32)
+        out = means[comp] + z @ chol.T
+        yield out @ basis if basis is not None else out
+
+
+def mixture_like(real: np.ndarray, n: int, *, components=64, seed=0, chunk=100_000):
+    """n vectors from a Gaussian mixture fitted to ``real`` (:func:`mixture_chunks`, in one array)."""
+    return np.concatenate(list(mixture_chunks(real, n, components=components, seed=seed, chunk=chunk)))
 
 
 # -- modes ---------------------------------------------------------------------------------------------
@@ -222,7 +241,8 @@ def mode_real(args):
     ivf = build_ivf(flat, nlist=args.nlist, progress=False)
     print(f"{args.label}: N={index.num_docs} Q={len(qnets)}; graph build {t1 - t0:.1f} s, ivf build "
           f"{time.perf_counter() - t1:.1f} s (nlist {len(ivf['centroids'])})", flush=True)
-    return evaluate(qnets, vectors, graph, ivf, k=args.k, qids=qids, docids=index.docids, qrels=qrels,
+    # the index itself (its cached matrix is ``vectors``), so that surrogate finds a faiss-ivf structure
+    return evaluate(qnets, index, graph, ivf, k=args.k, qids=qids, docids=index.docids, qrels=qrels,
                     label=args.label, configs=load_configs(args.configs))
 
 
@@ -276,40 +296,149 @@ def scale_qnets(args):
     return qnets, qnets.input_dim
 
 
+class StepMemory:
+    """Wall time and peak resident memory of each step, from the process's own accounting: the peak (VmHWM of
+    /proc/self/status) is reset at the start of a step (``5 > /proc/self/clear_refs``), so each step reports its
+    own peak; RssAnon (heap, not the page cache of memory-mapped files) is read at its end.  Where the reset is
+    not allowed the peak is the process's since it started (``ru_maxrss``), and the row says so."""
+
+    def __init__(self):
+        self.steps = {}
+
+    @staticmethod
+    def _status(field):
+        import re
+        try:
+            found = re.search(rf"{field}:\s*(\d+)", Path("/proc/self/status").read_text())
+        except OSError:
+            return None
+        return int(found.group(1)) / 1024 if found else None
+
+    def step(self, name):
+        import contextlib
+
+        @contextlib.contextmanager
+        def timed():
+            try:
+                Path("/proc/self/clear_refs").write_text("5")
+                since = "step"
+            except OSError:
+                since = "process"
+            t0 = time.perf_counter()
+            yield
+            peak = self._status("VmHWM") or peak_rss_mb()
+            row = {"seconds": time.perf_counter() - t0, "peak_rss_mb": peak, "rss_anon_mb": self._status("RssAnon"),
+                   "peak_since": since}
+            self.steps[name] = row
+            print(f"step {name}: {row['seconds']:.1f} s, peak RSS {peak:,.0f} MB (since {since} start), RssAnon at "
+                  f"end {row['rss_anon_mb'] or 0:,.0f} MB", flush=True)
+        return timed()
+
+
+def write_synthetic(target, real: np.ndarray, n: int, dim: int, storage_dtype: str, source: str, chunk: int):
+    """n mixture vectors written chunk by chunk through the IndexWriter (never more than a chunk in memory)."""
+    from tqdm import tqdm
+    from pyserini_hypencoder.index import IndexWriter
+    with IndexWriter(target, dimension=dim, storage_dtype=storage_dtype, overwrite=True,
+                     meta={"encoder": f"synthetic mixture like {source}"}) as writer:
+        row = 0
+        with tqdm(total=n, desc="synthetic vectors", unit="doc", file=sys.stderr, mininterval=10) as bar:
+            for part in mixture_chunks(real, n, chunk=chunk, lift_to=dim):
+                writer.add([f"s{i}" for i in range(row, row + len(part))], part)
+                row += len(part)
+                bar.update(len(part))
+
+
+def exact_truth(qnets, vectors, k, batch, device, dtype):
+    """Exact top-k rows of every q-net, in batches of ``batch`` queries over blocks of the memory map -> (rows,
+    per-query milliseconds of each batch)."""
+    from tqdm import tqdm
+    rows, latencies = [], []
+    for start in tqdm(range(0, len(qnets), batch), desc="exact ground truth", file=sys.stderr):
+        sub = qnets[start:start + batch]
+        sync(device)
+        t0 = time.perf_counter()
+        found = exact_search(sub, vectors, k)
+        sync(device)
+        latencies += [(time.perf_counter() - t0) / len(sub) * 1000] * len(sub)
+        rows.append(found.rows.cpu())
+    return torch.cat(rows), latencies
+
+
 def mode_scale(args):
-    from pyserini_hypencoder.index import DenseIndex, write_index
+    from pyserini_hypencoder.index import DenseIndex
+    mem = StepMemory()
     work = Path(args.work)
-    qnets, dim = scale_qnets(args)
-    _, real = load_index_vectors(args.index, "cpu", torch.float32)
-    target = work / (f"synthetic-{args.num_docs}" + (f"-lifted{dim}" if dim != real.shape[1] else ""))
+    with mem.step("queries"):
+        qnets, dim = scale_qnets(args)
+    storage = "bfloat16" if args.bf16 else "float32"
+    target = work / (f"synthetic-{args.num_docs}" + (f"-lifted{dim}" if dim != DenseIndex.open(args.index).dimension
+                                                     else "") + ("-bf16" if args.bf16 else ""))
     if not (target / "meta.json").is_file():
-        vectors = mixture_like(real.numpy(), args.num_docs)
-        if dim != vectors.shape[1]:
-            vectors = lift(vectors, dim)
-        write_index(target, [f"s{i}" for i in range(args.num_docs)], vectors,
-                    meta={"encoder": f"synthetic mixture like {args.index}"}, overwrite=True)
-        del vectors
+        with mem.step("generate and write vectors"):
+            real = DenseIndex.open(args.index).vectors.block(0, 10 ** 9).numpy()
+            write_synthetic(target, real, args.num_docs, dim, storage, args.index, args.chunk)
+            del real
     index = DenseIndex.open(target)
     builds = {}
-    if "ivf" not in index.structures:
-        builds["ivf"] = build_with_cli(target, "ivf", ["--nlist", str(args.nlist)] if args.nlist else [])
-    if "graph" not in index.structures and not args.no_graph:
-        extra = ["--neighbours", str(args.neighbours), "--method", "ivf", "--graph-nprobe", str(args.graph_nprobe)]
-        if args.graph_nlist:
-            extra += ["--graph-nlist", str(args.graph_nlist)]
-        builds["graph"] = build_with_cli(target, "graph", extra)
+    wanted = [s for s in args.add.split(",") if s] if args.add is not None else \
+        ["ivf"] + ([] if args.no_graph else ["graph"])
+    for structure in wanted:
+        if structure in index.structures:
+            continue
+        if structure == "ivf":
+            extra = ["--nlist", str(args.nlist)] if args.nlist else []
+        elif structure == "graph":
+            extra = ["--neighbours", str(args.neighbours), "--method", "ivf", "--graph-nprobe", str(args.graph_nprobe)]
+            if args.graph_nlist:
+                extra += ["--graph-nlist", str(args.graph_nlist)]
+        else:   # faiss-ivf
+            extra = [f for f in ["--faiss-nlist", str(args.faiss_nlist) if args.faiss_nlist else None,
+                                 "--faiss-encoding", args.faiss_encoding] if f]
+            extra = extra if args.faiss_nlist else extra[1:]
+        builds[structure] = build_with_cli(target, structure, extra + ["--threads", str(args.threads)])
+        mem.steps[f"build {structure} (child process)"] = {"seconds": builds[structure][0],
+                                                           "peak_rss_mb": builds[structure][1], "peak_since": "process"}
     for name, (sec, mb) in builds.items():
         print(f"build {name}: {sec:.0f} s, peak RSS of the building process {mb:,.0f} MB", flush=True)
+    if args.only_build:
+        return [{"label": args.label, "n": args.num_docs, "index": str(target), "steps": mem.steps,
+                 "builds": {k: {"seconds": v[0], "peak_rss_mb": v[1]} for k, v in builds.items()}}]
     index = DenseIndex.open(target)
-    from pyserini_hypencoder.ann import load_graph, load_ivf
     dtype = torch.bfloat16 if args.bf16 else torch.float32
-    vectors = index.vectors.matrix(device=args.device, dtype=dtype)
-    graph = load_graph(index, args.device) if "graph" in index.structures and not args.no_graph else None
-    ivf = load_ivf(index)
-    out = evaluate(qnets, vectors, graph, ivf, k=args.k, label=args.label, configs=load_configs(args.configs),
-                   truth_cache=work / f"exact-{args.label}-{len(qnets)}q-k{args.k}.pt")
+    qnets = qnets.to(args.device, dtype)
+    truth_queries = min(len(qnets), args.truth_queries or len(qnets))
+    cache = work / f"exact-{target.name}-{args.label}-{truth_queries}of{len(qnets)}q-k{args.k}.pt"
+    exact_row = None
+    if cache.is_file():
+        truth = torch.load(cache)
+    else:
+        with mem.step("exact ground truth"):
+            truth, lat = exact_truth(qnets[:truth_queries], index.vectors, args.k, args.batch, args.device, dtype)
+        torch.save(truth, cache)
+        exact_row = {"label": args.label, "method": "exact", "params": {}, "n": index.num_docs,
+                     "queries": truth_queries, "recall@10": 1.0, "recall@100": 1.0, "docs_scored": float(index.num_docs),
+                     "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
+                     "peak_rss_mb": mem.steps["exact ground truth"]["peak_rss_mb"]}
+        print_row(exact_row)
+    configs = [c for c in (load_configs(args.configs) or [("surrogate", {"candidates": 1000})]) if c[0] != "exact"]
+    graph = ivf = None
+    if any(m in ("graph", "ivf+graph") for m, _ in configs) or any(m in ("ivf", "ivf+graph") for m, _ in configs):
+        from pyserini_hypencoder.ann import load_graph, load_ivf
+        graph = load_graph(index, args.device) if "graph" in index.structures else None
+        ivf = load_ivf(index) if "ivf" in index.structures else None
+    out = [exact_row] if exact_row else []
+    for method, params in configs:
+        if args.warmup:   # one untimed batch first: structures loaded, pages of the map read, kernels warm
+            run_method(method, params, qnets[:args.batch], as_vectors(index), graph, ivf, args.k, index)
+        with mem.step(f"{method} {params}"):
+            out += evaluate(qnets, index, graph, ivf, k=args.k, batch=args.batch, label=args.label,
+                            configs=[(method, params)], truth=truth)
+        out[-1]["peak_rss_mb"] = mem.steps[f"{method} {params}"]["peak_rss_mb"]
     for row in out:
         row["builds"] = {k: {"seconds": v[0], "peak_rss_mb": v[1]} for k, v in builds.items()}
+        row["steps"] = mem.steps
+        row["truth_queries"] = truth_queries
     return out
 
 
@@ -359,10 +488,14 @@ def mode_plot(args):
     for ax in axes.flat[len(labels):]:
         ax.set_visible(False)
     styles = (("exact", "*", "C0"), ("ivf", "o", "C1"), ("graph", "s", "C2"), ("ivf+graph", "^", "C3"),
-              ("surrogate", "D", "C4"))
+              ("surrogate", "D", "C4"), ("surrogate, faiss-ivf", "v", "C5"))
+
+    def series(r):   # the faiss-ivf first stage is its own series (the scan's pool differs)
+        faiss = r["method"] == "surrogate" and ("nprobe" in r["params"] or r["params"].get("first_stage") == "faiss-ivf")
+        return "surrogate, faiss-ivf" if faiss else r["method"]
     for ax, label in zip(axes.flat, labels):
         for method, marker, color in styles:
-            pts = sorted((r["p50_ms"], r["recall@100"]) for r in rows if r["label"] == label and r["method"] == method)
+            pts = sorted((r["p50_ms"], r["recall@100"]) for r in rows if r["label"] == label and series(r) == method)
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=color,
                         linestyle="-" if method in ("ivf", "surrogate") else "none",  # one parameter: a curve
@@ -421,6 +554,18 @@ def build_parser():
     sc.add_argument("--num-docs", type=int, default=1_000_000)
     sc.add_argument("--work", required=True, help="directory for the synthetic index")
     sc.add_argument("--no-graph", action="store_true")
+    sc.add_argument("--add", default=None, metavar="LIST",
+                    help="structures to build, comma-separated from ivf, graph, faiss-ivf (default: ivf, and graph "
+                         "unless --no-graph); '' builds none")
+    sc.add_argument("--faiss-nlist", type=int, default=None, help="lists of the faiss-ivf first stage")
+    sc.add_argument("--faiss-encoding", default="sq8", help="codes of the faiss-ivf first stage (sq8, fp16, flat)")
+    sc.add_argument("--truth-queries", type=int, default=None,
+                    help="exact ground truth (and recall) for the first this many queries only (default all)")
+    sc.add_argument("--batch", type=int, default=32, help="queries per timed batch")
+    sc.add_argument("--only-build", action="store_true", help="stop after writing the vectors and the structures")
+    sc.add_argument("--no-warmup", dest="warmup", action="store_false",
+                    help="time the first batch of each method too (default: one untimed batch first)")
+    sc.add_argument("--chunk", type=int, default=262144, help="rows generated and written at a time")
     sc.add_argument("--graph-nlist", type=int, default=None,
                     help="k-means lists of the graph's neighbour search (default: reuse the IVF partition)")
     sc.add_argument("--graph-nprobe", type=int, default=4)

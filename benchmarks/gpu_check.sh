@@ -4,14 +4,8 @@
 # Installs nothing. Uses ./.venv/bin/python if it exists, else python3; prints what is missing and stops.
 # Total runtime target: under 6 minutes (each step is capped with `timeout`).
 set -u
-OUT="${OUT:-$PWD/gpu-check-out}"
-mkdir -p "$OUT"
-PY="${PYTHON:-}"
-if [ -z "$PY" ]; then
-  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
-fi
-log() { echo "[gpu_check] $*" | tee -a "$OUT/gpu_check.log"; }
-log "python: $PY ($($PY --version 2>&1))"
+NAME=gpu_check
+. "$(dirname "$0")/_gpu_env.sh"
 missing=$($PY - <<'PY'
 import importlib
 need = ["torch", "numpy", "faiss", "tqdm", "pyserini_hypencoder"]

@@ -84,6 +84,25 @@ def test_bench_ann_scale_with_random_qnets_of_a_wider_shape(tmp_path):
     lifted = bench_ann.lift(real, 16)
     assert lifted.shape == (400, 16)
     np.testing.assert_allclose(lifted @ lifted.T, real @ real.T, rtol=1e-4, atol=1e-3)
+    # the chunked writer draws what the one-array helper draws, lifted per chunk as lift() lifts the whole
+    chunks = np.concatenate(list(bench_ann.mixture_chunks(real, 700, chunk=300, lift_to=16)))
+    whole = bench_ann.lift(bench_ann.mixture_like(real, 700, chunk=300), 16)
+    np.testing.assert_allclose(chunks, whole, rtol=1e-4, atol=1e-4)
+
+    # bf16 storage, the faiss-ivf first stage, truth for part of the queries, per-step memory
+    (tmp_path / "f.json").write_text(json.dumps([{"method": "surrogate", "params": {"candidates": 200, "nprobe": 8}}]))
+    run("bench_ann.py", "--json", str(tmp_path / "f-out.json"), "scale", "--index", str(tmp_path / "idx"),
+        "--random-qnets", "16,16,1", "--num-queries", "8", "--truth-queries", "4", "--num-docs", "1000", "--bf16",
+        "--work", str(tmp_path / "w"), "--add", "faiss-ivf", "--faiss-nlist", "8", "--chunk", "300",
+        "--configs", str(tmp_path / "f.json"))
+    rows = json.loads((tmp_path / "f-out.json").read_text())
+    assert [r["method"] for r in rows] == ["exact", "surrogate"] and rows[0]["queries"] == 4
+    assert rows[1]["recall@100"] > 0.5 and set(rows[1]["builds"]) == {"faiss-ivf"}
+    steps = rows[1]["steps"]
+    assert {"generate and write vectors", "exact ground truth"} <= set(steps)
+    assert all(step["peak_rss_mb"] > 0 for step in steps.values())
+    meta = json.loads((tmp_path / "w" / "synthetic-1000-lifted16-bf16" / "meta.json").read_text())
+    assert meta["dtype"] == "bfloat16" and meta["structures"]["faiss-ivf"]["nlist"] == 8
 
 
 def test_bench_query_encoding_quick(tmp_path):

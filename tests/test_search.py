@@ -170,8 +170,8 @@ def test_bad_arguments(index_dir):
         searcher.batch_search(["a", "b"], ["1"])
     with pytest.raises(ValueError, match="unknown search strategy 'hnsw'; expected one of exact, graph, ivf, surrogate"):
         HypencoderSearcher(index_dir, FakeQueryEncoder(), strategy="hnsw")
-    with pytest.raises(ValueError, match="unknown surrogate search parameter 'nprobe'"):
-        HypencoderSearcher(index_dir, FakeQueryEncoder(), strategy="surrogate", search_params={"nprobe": 3})
+    with pytest.raises(ValueError, match="unknown surrogate search parameter 'n_probe'"):
+        HypencoderSearcher(index_dir, FakeQueryEncoder(), strategy="surrogate", search_params={"n_probe": 3})
     with pytest.raises(ValueError, match="'candidates' must be at least 1, got 0"):
         HypencoderSearcher(index_dir, FakeQueryEncoder(), strategy="surrogate", search_params={"candidates": 0})
 

@@ -10,6 +10,20 @@ from ..model.qnet import QNetBatch
 GATHER_BUDGET = 256 * 2 ** 20
 
 
+def partition_size(vectors, nlist, default, what: str):
+    """``(Vectors, N, d, nlist)`` for a k-means partition of ``vectors``: ``nlist`` or ``default(N)``, checked to lie
+    in [1, N] (``what`` names the structure in the one-line ValueError)."""
+    from ..index.vectors import as_vectors
+    vectors = as_vectors(vectors)
+    n, d = vectors.num_rows, vectors.dimension
+    if n == 0:
+        raise ValueError(f"cannot build {what} of an empty index")
+    nlist = int(nlist or default(n))
+    if not 1 <= nlist <= n:
+        raise ValueError(f"{what} nlist must lie in [1, {n}] for {n} documents, got {nlist}")
+    return vectors, n, d, nlist
+
+
 def sample_rows(n: int, count: int, seed: int) -> np.ndarray:
     """``min(count, n)`` distinct rows of ``range(n)``, sorted, from a private seeded RNG."""
     return np.sort(np.random.default_rng(seed).choice(n, size=max(0, min(int(count), n)), replace=False))

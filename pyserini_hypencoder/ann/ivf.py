@@ -18,7 +18,7 @@ from .._fsutil import atomic_file
 from ..index.vectors import as_vectors
 from ..model.qnet import QNetBatch
 from ..strategies import STRATEGIES
-from ._common import sample_rows, score_rows
+from ._common import partition_size, sample_rows, score_rows
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,7 @@ def build_ivf(vectors, *, nlist: Optional[int] = None, niter: int = 20, train_si
     """
     import faiss
 
-    vectors = as_vectors(vectors)
-    n, d = vectors.num_rows, vectors.dimension
-    if n == 0:
-        raise ValueError("cannot partition an empty index")
-    nlist = int(nlist or default_nlist(n))
-    if not 1 <= nlist <= n:
-        raise ValueError(f"nlist must lie in [1, {n}] for {n} documents, got {nlist}")
+    vectors, n, d, nlist = partition_size(vectors, nlist, default_nlist, "an IVF partition")
     start_time = time.time()
     sample = vectors.rows(sample_rows(n, train_size, seed)).numpy()
     kmeans = faiss.Kmeans(d, nlist, niter=niter, seed=seed, verbose=False,

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .engine import DEFAULT_CONFIG, ScoringConfig, run_over_queries
+from .engine import DEFAULT_CONFIG, ScoringConfig, qbatched_score, run_over_queries
 
 ACTIVATIONS = {
     "relu": F.relu,
@@ -274,7 +274,12 @@ class QNetBatch:
         if len(self.weights) == 1:  # a q-net with no hidden block: a plain linear scorer
             return torch.matmul(docs.float(), self.weights[0].squeeze(-1).T).T.contiguous()
         docs = docs.contiguous()
-        if self.config.engine_for(docs.device, engine) == "batched":
+        chosen = self.config.engine_for(docs.device, engine)
+        if chosen == "qbatched":
+            return qbatched_score(self.weights, self.biases, self.spec, self._act, self.compute_dtype, docs,
+                                  eps=LAYER_NORM_EPS, fuse_last_block=self.config.fuse_last_block,
+                                  compile=self.config.compile)
+        if chosen == "batched":
             w0 = self.weights[0]
             out0 = w0.shape[2]
             first = (docs @ w0.permute(1, 0, 2).reshape(self.input_dim, q * out0)).view(n, q, out0).transpose(0, 1)
@@ -307,7 +312,7 @@ class QNetBatch:
             raise ValueError(f"expected candidate vectors of shape ({len(self)}, K, {self.input_dim}), "
                              f"got {tuple(cands.shape)}")
         q, m = cands.shape[0], cands.shape[1]
-        if self.config.engine_for(cands.device, engine) == "batched" or len(self.weights) == 1 or m == 0 or cands.is_cuda:
+        if self.config.engine_for(cands.device, engine) in ("batched", "qbatched") or len(self.weights) == 1 or m == 0 or cands.is_cuda:
             return self.forward(cands)
         out = torch.empty(q, m, dtype=torch.float32, device=self.device)
         step = self.config.chunk_rows(max(self.spec.vector_dimensions))
