@@ -74,7 +74,7 @@ def search_params(args) -> dict:
 
 def define_dense_args(parser) -> None:
     """The Hypencoder side: index, encoder, strategy, and text sources for candidates the index lacks."""
-    parser.add_argument("--index", metavar="DIR", help="index directory from pyserini_hypencoder.encode")
+    parser.add_argument("--index", metavar="DIR", help="index directory from pyserini_hypencoder.encode; several shards are searched as one without merging: DIR1,DIR2,... or a directory whose subdirectories are the shards")
     parser.add_argument("--force", action="store_true",
                         help="search an index whose meta.json names other encoder weights")
     define_encoder_args(parser, batch_size=32)
@@ -180,8 +180,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     topics = read_topics(args.topics)
     run = read_run(args.rerank) if args.rerank else None
     if args.index:  # a malformed index fails before the model loads
-        from ..index import DenseIndex
-        args.index = DenseIndex.open(args.index)
+        from ..index import open_index
+        args.index = open_index(args.index)
     from ..encoders import HypencoderQueryEncoder
     encoder = HypencoderQueryEncoder(args.encoder, device=args.device, max_length=args.max_length, bf16=args.bf16,
                                      num_attention_heads=args.num_attention_heads)
