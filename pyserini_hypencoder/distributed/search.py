@@ -49,6 +49,8 @@ class ShardWorker:
 
 
 class RayShardedSearcher(HypencoderSearcher):
+    place_timeout_s = PLACE_TIMEOUT_S
+
     """:class:`HypencoderSearcher` over shards (a ShardedIndex, or one index as a single shard) held by Ray actors.
 
     ``ray``: the address ``ray.init`` takes (None or ``"local"``: a local instance); ``cpus_per_shard``: CPUs each
@@ -66,7 +68,9 @@ class RayShardedSearcher(HypencoderSearcher):
         offsets = self.index.offsets if isinstance(self.index, ShardedIndex) else [0]
         cpus = ray_module.cluster_resources().get("CPU", 1)
         if cpus_per_shard is None:   # every shard placed at once, even with more shards than CPUs
-            cpus_per_shard = min(1.0, cpus / len(shards))
+            nodes = [n["Resources"].get("CPU", 0) for n in ray_module.nodes() if n.get("Alive")] or [cpus]
+            per_node = -(-len(shards) // len(nodes))
+            cpus_per_shard = min(1.0, int(100 * min(nodes) / per_node) / 100) or 0.01
         actor = ray_module.remote(num_cpus=cpus_per_shard, max_restarts=MAX_RESTARTS,
                                   max_task_retries=MAX_RESTARTS)(ShardWorker)
         self._actors = [actor.options(scheduling_strategy="SPREAD").remote(
@@ -74,11 +78,11 @@ class RayShardedSearcher(HypencoderSearcher):
             for shard, offset in zip(shards, offsets)]
         self._ray = ray_module
         try:   # every shard opened (errors surface here)
-            ray_module.get([a.ping.remote() for a in self._actors], timeout=PLACE_TIMEOUT_S)
+            ray_module.get([a.ping.remote() for a in self._actors], timeout=self.place_timeout_s)
         except ray_module.exceptions.GetTimeoutError:
             self.close()
             raise ValueError(f"the {len(shards)} shard actors ({cpus_per_shard:g} CPUs each) were not all placed "
-                             f"within {PLACE_TIMEOUT_S} s on a cluster of {cpus:g} CPUs") from None
+                             f"within {self.place_timeout_s} s on a cluster of {cpus:g} CPUs") from None
         self._search = self._search_actors
         logger.info("searching %d shards in %d Ray actors", len(shards), len(self._actors))
 

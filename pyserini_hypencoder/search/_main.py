@@ -100,6 +100,12 @@ def build_parser() -> ArgumentParser:
     define_output_args(parser, DEFAULT_RUNTAG)
     parser.add_argument("--remove-query", action="store_true", help="drop hits whose docid equals the qid")
     define_dense_args(parser)
+    ray = parser.add_argument_group('Ray (the ray extra: pip install "pyserini-hypencoder[ray]"); docs/scale.md')
+    ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                     help="hold each shard of --index in a Ray actor; ADDRESS as ray.init takes it (auto, HOST:PORT, "
+                          "ray://HOST:10001); without one, a local Ray instance")
+    ray.add_argument("--ray-cpus-per-shard", type=float, default=None, metavar="N",
+                     help="CPUs each shard actor reserves (default: 1, less when there are more shards than CPUs)")
     rerank = parser.add_argument_group("reranking (instead of full search)")
     rerank.add_argument("--rerank", metavar="RUN",
                         help="first-stage run to rerank (TREC 6 columns or MS MARCO 3/4 columns)")
@@ -121,6 +127,10 @@ def _check_args(args) -> None:
                              "(--rerank RUN)")
     elif args.strategy != "exact" or given_params(args) or args.search_param:
         raise ValueError("--strategy and its parameters apply to full search, not to --rerank")
+    elif args.ray is not None:
+        raise ValueError("--ray applies to full search, not to --rerank")
+    if args.ray_cpus_per_shard is not None and args.ray is None:
+        raise ValueError("--ray-cpus-per-shard needs --ray")
     for name, params in given_params(args).items():
         if name != args.strategy:
             flag = STRATEGIES[name].flag(STRATEGIES[name].param(next(iter(params))))
@@ -138,8 +148,13 @@ def _check_args(args) -> None:
 
 def search_topics(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple[str, float]]]:
     from ._searcher import HypencoderSearcher
-    searcher = HypencoderSearcher(args.index, encoder, force=args.force, strategy=args.strategy,
-                                  search_params=search_params(args))
+    options = dict(force=args.force, strategy=args.strategy, search_params=search_params(args))
+    if args.ray is not None:
+        from ..distributed import RayShardedSearcher
+        searcher = RayShardedSearcher(args.index, encoder, ray=args.ray, cpus_per_shard=args.ray_cpus_per_shard,
+                                      **options)
+    else:
+        searcher = HypencoderSearcher(args.index, encoder, **options)
     qids = list(topics)
     results: Dict[str, List[Tuple[str, float]]] = {}
     # --remove-query drops hits after retrieval, as Pyserini does, so fetch one extra.
@@ -151,6 +166,8 @@ def search_topics(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple
             for qid in batch:
                 results[qid] = [(h.docid, h.score) for h in found[qid]]
             bar.update(len(batch))
+    if args.ray is not None:
+        searcher.close()
     if args.strategy != "exact":
         share, n = searcher.scored_share, searcher.num_docs
         logger.info("%s search: the q-nets scored %.0f documents per query on average, %.1f%% of the %d", args.strategy,
@@ -177,6 +194,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging(args.verbose, args.quiet)
     _check_args(args)
     set_threads(args.threads)
+    if args.ray is not None:   # Ray missing, or its cluster unreachable: one line before the model loads
+        from ..distributed import connect
+        connect(args.ray)
     topics = read_topics(args.topics)
     run = read_run(args.rerank) if args.rerank else None
     if args.index:  # a malformed index fails before the model loads
