@@ -102,24 +102,33 @@ def test_ray_encode_search_and_a_killed_worker(cluster, world, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     for name in FILES:
         assert (tmp_path / "ray" / name).read_bytes() == (local / name).read_bytes(), name
-    # three shards; merged they are the local index
+    # three shards: each the local --shard-id/--shard-num encode's (other chunks than the whole encode's, so the
+    # vectors equal the whole index's only to float noise)
     result = in_cluster(cluster, *encode_args(world, tmp_path / "shards", output=["--ray-shards", "3"],
                                               encoder=["--ray", cluster["address"]]))
     assert result.returncode == 0, result.stderr[-2000:]
+    for i in range(3):
+        part = tmp_path / "local-shards" / f"part-{i}"
+        args = encode_args(world, part, "--shard-id", str(i), "--shard-num", "3")[2:]
+        assert run_cli(encode_main, [str(a) for a in args]) == 0
+        for name in FILES:
+            assert (tmp_path / "shards" / part.name / name).read_bytes() == (part / name).read_bytes(), (part, name)
     assert run_cli(merge_main, ["--shards", *map(str, sorted((tmp_path / "shards").iterdir())), "--output",
                                 str(tmp_path / "merged"), "--quiet"]) == 0
-    for name in ("index", "docid"):
-        assert (tmp_path / "merged" / name).read_bytes() == (local / name).read_bytes(), name
-    # search: shards in Ray actors == local sharded search == the whole index
+    from pyserini_hypencoder.index import DenseIndex
+    merged, whole = DenseIndex.open(tmp_path / "merged"), DenseIndex.open(local)
+    assert merged.docids == whole.docids
+    np.testing.assert_allclose(merged.vectors.block(0, 99).numpy(), whole.vectors.block(0, 99).numpy(), atol=1e-5)
+    # search: shards in Ray actors == local sharded search == their merged index
     search = ["-m", "pyserini_hypencoder.search", "--topics", world["topics"], "--encoder", world["checkpoint"],
               "--hits", "20", "--quiet", "--exact-block-size", "5"]
     result = in_cluster(cluster, *search, "--index", tmp_path / "shards", "--output", tmp_path / "ray.trec",
                         "--ray", cluster["address"])
     assert result.returncode == 0, result.stderr[-2000:]
-    for index in (tmp_path / "shards", local):
+    for index in (tmp_path / "shards", tmp_path / "merged"):
         assert run_cli(search_main, [str(a) for a in search[2:]] + ["--index", str(index), "--output",
                                                                     str(tmp_path / "local.trec")]) == 0
-        assert (tmp_path / "ray.trec").read_bytes() == (tmp_path / "local.trec").read_bytes()
+        assert (tmp_path / "ray.trec").read_bytes() == (tmp_path / "local.trec").read_bytes(), index
     # an encoder actor killed after the first chunk: restarted, its chunks retried, the same index
     result = in_cluster(cluster, Path(__file__).with_name("ray_driver.py"), "kill-encode", cluster["address"],
                         world["corpus"], world["checkpoint"], tmp_path / "killed")
