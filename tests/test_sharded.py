@@ -164,3 +164,35 @@ def test_incompatible_shards_are_one_line_exit_2_nothing_written(world, tmp_path
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], lines
     assert not output.exists()
+
+
+@pytest.mark.parametrize("case", ["no-ray", "unreachable", "surrogate"])
+def test_ray_bad_input_is_one_line_exit_2_nothing_written(world, tmp_path, capsys, monkeypatch, case):
+    """--ray without the extra names the pip command; an address that does not answer fails in one line before
+    anything starts (no cluster is needed for either); both for search and encode."""
+    import sys
+    if case == "no-ray":
+        monkeypatch.setitem(sys.modules, "ray", None)   # import ray raises ImportError
+        message, address = 'install the extra: pip install "pyserini-hypencoder[ray]"', []
+    else:
+        pytest.importorskip("ray", reason='the ray extra is not installed (pip install "pyserini-hypencoder[ray]")')
+        message, address = "cannot reach a Ray cluster at 127.0.0.1:9", ["127.0.0.1:9"]
+    output = tmp_path / "run.trec"
+    if case == "surrogate":   # refused before Ray is asked for anything
+        assert cli(search_main, ["--topics", world["topics"], "--index", world["float32"]["shards"], "--encoder",
+                                 world["checkpoint"], "--output", output, "--ray", "--strategy", "surrogate"]) == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and "with --ray use exact, graph or ivf" in lines[0], lines
+        assert not output.exists()
+        return
+    assert cli(search_main, ["--topics", world["topics"], "--index", world["float32"]["shards"], "--encoder",
+                             world["checkpoint"], "--output", output, "--ray", *address]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not output.exists()
+    out = tmp_path / "index"
+    assert cli(encode_main, ["input", "--corpus", world["corpus"], "output", "--embeddings", out, "encoder",
+                             "--encoder", world["checkpoint"], "--quiet", "--ray", *address]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not out.exists()

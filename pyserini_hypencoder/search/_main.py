@@ -118,6 +118,10 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+SURROGATE_UNDER_RAY = ("--strategy surrogate ranks by inner products over every vector in one process; with --ray "
+                       "use exact, graph or ivf")
+
+
 def _check_args(args) -> None:
     if args.rerank is None:
         if args.index is None:
@@ -129,6 +133,8 @@ def _check_args(args) -> None:
         raise ValueError("--strategy and its parameters apply to full search, not to --rerank")
     elif args.ray is not None:
         raise ValueError("--ray applies to full search, not to --rerank")
+    if args.ray is not None and args.strategy == "surrogate":
+        raise ValueError(SURROGATE_UNDER_RAY)
     if args.ray_cpus_per_shard is not None and args.ray is None:
         raise ValueError("--ray-cpus-per-shard needs --ray")
     for name, params in given_params(args).items():
