@@ -10,6 +10,7 @@ tests/test_ray_cluster.py does, and every process in it is killed afterwards.
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -78,6 +79,7 @@ def main():
     args = p.parse_args()
     if args.address:
         return driver(args)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # a timeout still runs the clean-up below
     ns = f"hxbench-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
                PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
