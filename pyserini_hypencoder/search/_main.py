@@ -155,9 +155,10 @@ def _check_args(args) -> None:
 def search_topics(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple[str, float]]]:
     from ._searcher import HypencoderSearcher
     options = dict(force=args.force, strategy=args.strategy, search_params=search_params(args))
-    if args.ray is not None:
+    ray = getattr(args, "ray", None)   # the hybrid CLI's dense group has no --ray
+    if ray is not None:
         from ..distributed import RayShardedSearcher
-        searcher = RayShardedSearcher(args.index, encoder, ray=args.ray, cpus_per_shard=args.ray_cpus_per_shard,
+        searcher = RayShardedSearcher(args.index, encoder, ray=ray, cpus_per_shard=args.ray_cpus_per_shard,
                                       **options)
     else:
         searcher = HypencoderSearcher(args.index, encoder, **options)
@@ -172,7 +173,7 @@ def search_topics(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple
             for qid in batch:
                 results[qid] = [(h.docid, h.score) for h in found[qid]]
             bar.update(len(batch))
-    if args.ray is not None:
+    if ray is not None:
         searcher.close()
     if args.strategy != "exact":
         share, n = searcher.scored_share, searcher.num_docs
