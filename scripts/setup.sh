@@ -107,7 +107,7 @@ from importlib.metadata import distribution, version
 torch, pyserini, transformers, mode = sys.argv[1:]
 assert version("torch").split("+")[0] == torch
 assert version("pyserini") == pyserini and version("transformers") == transformers
-version("pytest")
+version("pytest"); version("ray")
 direct = distribution("pyserini-hypencoder").read_text("direct_url.json") or ""
 assert ('"editable": true' in direct) == (mode == "editable")
 assert os.path.exists(os.path.join(sysconfig.get_paths()["purelib"], "pyserini_hypencoder-java.pth"))
@@ -143,10 +143,10 @@ if [[ "$MODE" == wheel ]]; then
     wheel=$(ls "$wheels"/pyserini_hypencoder-*.whl)
     log "installing $(basename "$wheel") with Pyserini $PYSERINI_VERSION and transformers $TRANSFORMERS_VERSION"
     "${PIP[@]}" uninstall --yes --quiet pyserini-hypencoder 2>/dev/null || true   # an older build, same version
-    "${PIP[@]}" install "${wheel}[test]" "${PINS[@]}"
+    "${PIP[@]}" install "${wheel}[test,ray]" "${PINS[@]}"
 else
     log "installing pyserini-hypencoder (editable) with Pyserini $PYSERINI_VERSION and transformers $TRANSFORMERS_VERSION"
-    "${PIP[@]}" install -e ".[test]" "${PINS[@]}"
+    "${PIP[@]}" install -e ".[test,ray]" "${PINS[@]}"
 fi
 
 if ! healthy; then

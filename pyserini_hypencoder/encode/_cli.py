@@ -39,8 +39,21 @@ def build_parsers() -> Dict[str, argparse.ArgumentParser]:
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty index directory")
     p.add_argument("--to-faiss", action="store_true", help=argparse.SUPPRESS)  # Pyserini's flag; always faiss
 
+    p.add_argument("--ray-shards", type=cli.positive_int, default=None, metavar="N",
+                   help="with --ray: write N shard indexes DIR/part-0..N-1 (searched as one by --index DIR)")
+
     p = parsers["encoder"] = cli.ArgumentParser(prog=f"{PROG} encoder", description="the document encoder")
     cli.define_encoder_args(p)
+    r = p.add_argument_group("Ray (the ray extra: pip install \"pyserini-hypencoder[ray]\"); docs/scale.md")
+    r.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="encode with a pool of Ray actors; ADDRESS as ray.init takes it (auto, HOST:PORT, "
+                        "ray://HOST:10001); without one, a local Ray instance")
+    r.add_argument("--ray-actors", type=cli.positive_int, default=None, metavar="N",
+                   help="encoder actors (default: the cluster's CPUs / --ray-cpus-per-actor)")
+    r.add_argument("--ray-cpus-per-actor", type=cli.positive_int, default=1, metavar="N",
+                   help="CPUs (torch threads) per actor (default 1)")
+    r.add_argument("--ray-gpus-per-actor", type=float, default=0, metavar="G",
+                   help="GPUs per actor (default 0; > 0 puts the model on cuda)")
     return parsers
 
 
@@ -60,20 +73,58 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     # Everything the user can get wrong is checked before the model loads or anything is written.
     check_shard(inp.shard_id, inp.shard_num)
-    check_target(Path(out.embeddings).expanduser(), overwrite=out.overwrite)
+    out_dir = Path(out.embeddings).expanduser()
+    if out.ray_shards is not None:
+        if enc.ray is None:
+            raise ValueError("--ray-shards needs --ray")
+        if inp.shard_num > 1:
+            raise ValueError("give --ray-shards or --shard-id/--shard-num, not both")
+        if out_dir.is_file() or (out_dir.is_dir() and any(p.name not in _part_names(out.ray_shards) and
+                                                          not p.name.startswith(".") for p in out_dir.iterdir())):
+            raise ValueError(f"{out_dir}: holds files other than the shards part-0..{out.ray_shards - 1}")
+        if out.overwrite:
+            for name in _part_names(out.ray_shards):
+                check_target(out_dir / name, overwrite=True)
+    else:
+        check_target(out_dir, overwrite=out.overwrite)
     corpus = JsonlCorpus(inp.corpus, fields=inp.fields, docid_field=inp.docid_field, delimiter=inp.delimiter)
     corpus.scan(progress=not enc.quiet)
+    encode_chunks = None
+    if enc.ray is not None:   # Ray missing or its cluster unreachable: one line, before anything is written
+        from ..distributed import RayChunkEncoder
+        encode_chunks = RayChunkEncoder(
+            enc.ray, dict(model_name=enc.encoder, device=str(enc.device), max_length=enc.max_length, bf16=enc.bf16,
+                          num_attention_heads=enc.num_attention_heads),
+            batch_size=enc.batch_size, actors=enc.ray_actors, cpus_per_actor=enc.ray_cpus_per_actor,
+            gpus_per_actor=enc.ray_gpus_per_actor)
 
     from ..encoders import HypencoderDocumentEncoder   # torch and Pyserini: only once the input is known good
     from ._encode import encode_corpus
     encoder = HypencoderDocumentEncoder(enc.encoder, device=enc.device, max_length=enc.max_length, bf16=enc.bf16,
                                         num_attention_heads=enc.num_attention_heads)
-    path = encode_corpus(corpus, encoder, out.embeddings, encoder_name=enc.encoder, batch_size=enc.batch_size,
-                         chunk_size=out.chunk_size, storage_dtype=out.storage_dtype, shard_id=inp.shard_id,
-                         shard_num=inp.shard_num, overwrite=out.overwrite, parquet=out.parquet,
-                         progress=not enc.quiet)
+    common = dict(encoder_name=enc.encoder, batch_size=enc.batch_size, chunk_size=out.chunk_size,
+                  storage_dtype=out.storage_dtype, overwrite=out.overwrite, parquet=out.parquet,
+                  progress=not enc.quiet, encode_chunks=encode_chunks)
+    try:
+        if out.ray_shards is None:
+            path = encode_corpus(corpus, encoder, out_dir, shard_id=inp.shard_id, shard_num=inp.shard_num, **common)
+        else:   # each part atomic and resumable; a rerun skips the parts already written
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for i, name in enumerate(_part_names(out.ray_shards)):
+                if (out_dir / name / "meta.json").is_file() and not out.overwrite:
+                    logger.info("%s is complete; kept", out_dir / name)
+                    continue
+                encode_corpus(corpus, encoder, out_dir / name, shard_id=i, shard_num=out.ray_shards, **common)
+            path = out_dir
+    finally:
+        if encode_chunks is not None:
+            encode_chunks.close()
     print(path)
     return 0
+
+
+def _part_names(n: int):
+    return [f"part-{i}" for i in range(n)]
 
 
 def merge_main(argv: Optional[Sequence[str]] = None) -> int:

@@ -3,9 +3,9 @@ padding), each completed chunk written to the writer's temporary directory so an
 from __future__ import annotations
 
 import logging
-from itertools import islice
+from itertools import islice, tee
 from pathlib import Path
-from typing import Iterable, Tuple
+from typing import Callable, Iterable, Optional, Tuple
 
 from tqdm import tqdm
 
@@ -38,11 +38,13 @@ def encoding_meta(encoder: HypencoderDocumentEncoder, encoder_name: str) -> dict
 def encode_corpus(corpus: JsonlCorpus, encoder: HypencoderDocumentEncoder, out_dir, *, encoder_name: str,
                   batch_size: int = 64, chunk_size: int = DEFAULT_CHUNK_SIZE, storage_dtype: str = "float32",
                   shard_id: int = 0, shard_num: int = 1, overwrite: bool = False, parquet: bool = False,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, encode_chunks: Optional[Callable] = None) -> Path:
     """Encode documents [start, stop) of the shard into the index directory ``out_dir``.
 
     Resumable: rerunning the same command after an interruption continues from the last completed chunk and
-    gives the same index as an uninterrupted run (same chunks, same batches).
+    gives the same index as an uninterrupted run (same chunks, same batches).  ``encode_chunks(texts_of_chunks,
+    progress)`` -> their vectors in order replaces the local chunk encoder (``encode --ray``: a pool of Ray actors,
+    :class:`~pyserini_hypencoder.distributed.RayChunkEncoder`).
     """
     out_dir = Path(out_dir).expanduser()
     check_shard(shard_id, shard_num)
@@ -61,7 +63,7 @@ def encode_corpus(corpus: JsonlCorpus, encoder: HypencoderDocumentEncoder, out_d
     resume_key = {"corpus": corpus.fingerprint(), "shard": [shard_id, shard_num], "chunk_size": int(chunk_size),
                   "batch_size": int(batch_size), "device": str(encoder.device)}
     on_complete = (lambda tmp: export_parquet(tmp, tmp / PARQUET_FILE)) if parquet else None
-    chunker = ChunkEncoder(encoder, batch_size=batch_size)
+    chunker = ChunkEncoder(encoder, batch_size=batch_size) if encode_chunks is None else None
     writer = IndexWriter(out_dir, dimension=encoder.dimension, meta=meta, storage_dtype=storage_dtype,
                          overwrite=overwrite, resume_key=resume_key, on_complete=on_complete)
     try:
@@ -70,8 +72,14 @@ def encode_corpus(corpus: JsonlCorpus, encoder: HypencoderDocumentEncoder, out_d
             logger.info("encoding %d documents (%d..%d of %d) into %s%s", shard.size, shard.start, shard.stop, total,
                         out_dir, f", resuming after {done}" if done else "")
             with tqdm(total=shard.size, initial=done, unit="doc", desc="encode", disable=not progress) as bar:
-                for chunk in _chunks(corpus.slice(shard.start + done, shard.stop), chunk_size):   # bar: per batch
-                    writer.add([docid for docid, _ in chunk], chunker.encode([text for _, text in chunk], bar.update))
+                chunks = _chunks(corpus.slice(shard.start + done, shard.stop), chunk_size)
+                if encode_chunks is None:   # the bar moves per batch
+                    encoded = ((chunk, chunker.encode([text for _, text in chunk], bar.update)) for chunk in chunks)
+                else:   # per chunk; tee keeps the chunks in flight until their vectors are back
+                    chunks, texts = tee(chunks)
+                    encoded = zip(chunks, encode_chunks(([t for _, t in c] for c in texts), bar.update))
+                for chunk, vectors in encoded:
+                    writer.add([docid for docid, _ in chunk], vectors)
     except KeyboardInterrupt:
         if writer.num_added:
             logger.warning("interrupted: %d documents (completed chunks of %d) are kept in %s; rerun the same "

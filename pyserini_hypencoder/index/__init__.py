@@ -11,7 +11,8 @@ from ._format import (DOCID_FILE, FORMAT, INDEX_FILE, META_FILE, STORAGE_DTYPES,
 _EXPORTS = {"DenseIndex": "._reader", "IndexWriter": "._writer", "write_index": "._writer",
             "check_target": "._writer", "partial_dir_for": "._writer", "merge_indexes": "._merge",
             "export_parquet": "._export", "to_storage": "._format", "Vectors": ".vectors", "as_vectors": ".vectors",
-            "decode": ".vectors"}
+            "decode": ".vectors", "ShardedIndex": "._sharded", "open_index": "._sharded",
+            "ConcatRows": "._sharded", "order_shards": "._sharded"}
 __all__ = sorted(_EXPORTS) + ["DOCID_FILE", "FORMAT", "INDEX_FILE", "META_FILE", "STORAGE_DTYPES", "VECTORS_FILE",
                               "VERSION", "IndexFormatError", "IndexMismatchError"]
 

@@ -6,14 +6,12 @@ from pathlib import Path
 from typing import Sequence, Union
 
 from ._export import export_parquet
-from ._format import IndexMismatchError
 from ._reader import DenseIndex
+from ._sharded import order_shards
 from ._writer import IndexWriter
 
 logger = logging.getLogger(__name__)
 
-# Settings every shard must share; a difference means the vectors are not comparable.
-SHARED_KEYS = ("encoder_fingerprint", "document_fingerprint", "dimension", "dtype", "pooling", "max_length", "bf16")
 _ROWS = 65536
 
 
@@ -26,24 +24,8 @@ def merge_indexes(shards: Sequence[Union[str, Path]], out_dir: Union[str, Path],
     """
     if not shards:
         raise ValueError("no shards to merge")
-    indexes = [DenseIndex.open(path) for path in shards]
+    indexes = order_shards([DenseIndex.open(path) for path in shards])
     first = indexes[0]
-    for index in indexes[1:]:
-        for key in SHARED_KEYS:
-            if index.meta.get(key) != first.meta.get(key):
-                raise IndexMismatchError(f"{index.path}: {key} is {index.meta.get(key)!r}, but {first.path} has "
-                                         f"{first.meta.get(key)!r}; shards must come from the same encoder run")
-    infos = [index.meta.get("shard") for index in indexes]
-    if all(infos):
-        indexes = [index for _, index in sorted(zip([i["id"] for i in infos], indexes), key=lambda p: p[0])]
-        infos = [index.meta["shard"] for index in indexes]
-        num = infos[0]["num"]
-        if [i["id"] for i in infos] != list(range(num)) or any(i["num"] != num for i in infos):
-            raise ValueError(f"shards {[i['id'] for i in infos]} of {num}: need each shard id 0..{num - 1} once")
-        if any(i.get("corpus") != infos[0].get("corpus") for i in infos):
-            raise ValueError("the shards were encoded from different corpora")
-    elif any(infos):
-        raise ValueError("some shards record shard numbers and some do not; merge shards of one run")
     meta = {k: v for k, v in first.meta.items()
             if k not in ("shard", "structures", "format", "version", "dimension", "dtype", "num_docs")}
     on_complete = None

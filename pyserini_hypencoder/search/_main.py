@@ -74,7 +74,7 @@ def search_params(args) -> dict:
 
 def define_dense_args(parser) -> None:
     """The Hypencoder side: index, encoder, strategy, and text sources for candidates the index lacks."""
-    parser.add_argument("--index", metavar="DIR", help="index directory from pyserini_hypencoder.encode")
+    parser.add_argument("--index", metavar="DIR", help="index directory from pyserini_hypencoder.encode; several shards are searched as one without merging: DIR1,DIR2,... or a directory whose subdirectories are the shards")
     parser.add_argument("--force", action="store_true",
                         help="search an index whose meta.json names other encoder weights")
     define_encoder_args(parser, batch_size=32)
@@ -100,6 +100,12 @@ def build_parser() -> ArgumentParser:
     define_output_args(parser, DEFAULT_RUNTAG)
     parser.add_argument("--remove-query", action="store_true", help="drop hits whose docid equals the qid")
     define_dense_args(parser)
+    ray = parser.add_argument_group('Ray (the ray extra: pip install "pyserini-hypencoder[ray]"); docs/scale.md')
+    ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                     help="hold each shard of --index in a Ray actor; ADDRESS as ray.init takes it (auto, HOST:PORT, "
+                          "ray://HOST:10001); without one, a local Ray instance")
+    ray.add_argument("--ray-cpus-per-shard", type=float, default=None, metavar="N",
+                     help="CPUs each shard actor reserves (default: 1, less when there are more shards than CPUs)")
     rerank = parser.add_argument_group("reranking (instead of full search)")
     rerank.add_argument("--rerank", metavar="RUN",
                         help="first-stage run to rerank (TREC 6 columns or MS MARCO 3/4 columns)")
@@ -112,6 +118,10 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+SURROGATE_UNDER_RAY = ("--strategy surrogate ranks by inner products over every vector in one process; with --ray "
+                       "use exact, graph or ivf")
+
+
 def _check_args(args) -> None:
     if args.rerank is None:
         if args.index is None:
@@ -121,6 +131,12 @@ def _check_args(args) -> None:
                              "(--rerank RUN)")
     elif args.strategy != "exact" or given_params(args) or args.search_param:
         raise ValueError("--strategy and its parameters apply to full search, not to --rerank")
+    elif args.ray is not None:
+        raise ValueError("--ray applies to full search, not to --rerank")
+    if args.ray is not None and args.strategy == "surrogate":
+        raise ValueError(SURROGATE_UNDER_RAY)
+    if args.ray_cpus_per_shard is not None and args.ray is None:
+        raise ValueError("--ray-cpus-per-shard needs --ray")
     for name, params in given_params(args).items():
         if name != args.strategy:
             flag = STRATEGIES[name].flag(STRATEGIES[name].param(next(iter(params))))
@@ -138,8 +154,14 @@ def _check_args(args) -> None:
 
 def search_topics(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple[str, float]]]:
     from ._searcher import HypencoderSearcher
-    searcher = HypencoderSearcher(args.index, encoder, force=args.force, strategy=args.strategy,
-                                  search_params=search_params(args))
+    options = dict(force=args.force, strategy=args.strategy, search_params=search_params(args))
+    ray = getattr(args, "ray", None)   # the hybrid CLI's dense group has no --ray
+    if ray is not None:
+        from ..distributed import RayShardedSearcher
+        searcher = RayShardedSearcher(args.index, encoder, ray=ray, cpus_per_shard=args.ray_cpus_per_shard,
+                                      **options)
+    else:
+        searcher = HypencoderSearcher(args.index, encoder, **options)
     qids = list(topics)
     results: Dict[str, List[Tuple[str, float]]] = {}
     # --remove-query drops hits after retrieval, as Pyserini does, so fetch one extra.
@@ -151,6 +173,8 @@ def search_topics(args, topics: Dict[str, str], encoder) -> Dict[str, List[Tuple
             for qid in batch:
                 results[qid] = [(h.docid, h.score) for h in found[qid]]
             bar.update(len(batch))
+    if ray is not None:
+        searcher.close()
     if args.strategy != "exact":
         share, n = searcher.scored_share, searcher.num_docs
         logger.info("%s search: the q-nets scored %.0f documents per query on average, %.1f%% of the %d", args.strategy,
@@ -177,11 +201,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging(args.verbose, args.quiet)
     _check_args(args)
     set_threads(args.threads)
+    if args.ray is not None:   # Ray missing, or its cluster unreachable: one line before the model loads
+        from ..distributed import connect
+        connect(args.ray)
     topics = read_topics(args.topics)
     run = read_run(args.rerank) if args.rerank else None
     if args.index:  # a malformed index fails before the model loads
-        from ..index import DenseIndex
-        args.index = DenseIndex.open(args.index)
+        from ..index import open_index
+        args.index = open_index(args.index)
     from ..encoders import HypencoderQueryEncoder
     encoder = HypencoderQueryEncoder(args.encoder, device=args.device, max_length=args.max_length, bf16=args.bf16,
                                      num_attention_heads=args.num_attention_heads)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -10,10 +11,12 @@ import numpy as np
 from .._compat import DenseSearchResult, PrfDenseSearchResult
 from .._threads import torch_threads
 from ..formats.corpus import Document, JsonlCorpus, LuceneTexts
-from ..index import DenseIndex
+from ..index import DenseIndex, ShardedIndex
+from ..index import open_index as _open
 from ..model.qnet import QNetBatch
 from ..strategies import get_strategy
 from .exact import complete_ties, ranked_hits
+from .sharded import search_each_shard
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +30,10 @@ def call_threads(threads: Optional[int]) -> Optional[int]:
     return threads if threads and threads > 1 else None
 
 
-def open_index(index: Union[str, DenseIndex]) -> DenseIndex:
-    return index if isinstance(index, DenseIndex) else DenseIndex.open(index)
+def open_index(index) -> DenseIndex:
+    """An index directory, a comma-separated list of shard directories (or a list), or a directory of shards
+    (:func:`pyserini_hypencoder.index.open_index`), opened; a DenseIndex as it is."""
+    return _open(index)
 
 
 def check_compatible(index: DenseIndex, query_encoder, *, force: bool = False) -> None:
@@ -48,7 +53,10 @@ def check_compatible(index: DenseIndex, query_encoder, *, force: bool = False) -
 class HypencoderSearcher:
     """Search an index directory with q-nets, the way Pyserini's ``FaissSearcher`` searches a faiss index.
 
-    ``index_dir``: a directory written by ``python -m pyserini_hypencoder.encode`` (or a DenseIndex);
+    ``index_dir``: a directory written by ``python -m pyserini_hypencoder.encode`` (or a DenseIndex), or shards
+    searched as one without merging: a comma-separated list or a list of shard directories, or a directory whose
+    subdirectories are the shards (the same run as the merged index for exact and surrogate search; graph and ivf
+    search each shard's own structure and merge the top k);
     ``query_encoder``: a HypencoderQueryEncoder, or a checkpoint path / ``"default"`` loaded on the CPU; ``force``:
     search an index of other encoder weights (a dimension mismatch is always an error).  ``strategy`` names an
     entry of :data:`~pyserini_hypencoder.strategies.STRATEGIES` (``exact`` by default); ``search_params`` are its
@@ -80,6 +88,8 @@ class HypencoderSearcher:
         if self.strategy.structure:
             self.index.structure_file(self.strategy.structure)   # a one-line error naming the command that adds it
         self._search = self.strategy.load()
+        if self.strategy.structure and isinstance(self.index, ShardedIndex):   # each shard walks its own structure
+            self._search = partial(search_each_shard, self._search)
         self.queries_searched = self.documents_scored = 0   # what the q-nets cost: documents scored per query
         self._documents = (JsonlCorpus(corpus) if corpus is not None else
                            LuceneTexts(lucene_index) if lucene_index is not None else None)

@@ -94,8 +94,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cli.set_threads(dense.threads)
     topics = read_topics(run.topics)
     if dense.index:   # a malformed index fails before anything runs
-        from ...index import DenseIndex
-        dense.index = DenseIndex.open(dense.index)
+        from ...index import open_index
+        dense.index = open_index(dense.index)
     started = time.perf_counter()
     sparse_run = sparse_hits(sparse, topics, fusion.hits, dense.threads or 1)
     from ...encoders import HypencoderQueryEncoder
