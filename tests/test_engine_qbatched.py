@@ -60,3 +60,25 @@ def test_qbatched_on_cuda_matches_the_cpu(compile):
     gpu = qnets.to("cuda").with_config(engine="qbatched", compile=compile)
     got = gpu.score(docs.cuda()).cpu()
     torch.testing.assert_close(got, expected, atol=5e-2, rtol=2e-2)
+
+
+def test_a_fresh_process_scores_the_same_bits_call_after_call():
+    """The per-query engine's worker threads set their own thread count when they start: a new thread otherwise runs
+    its first calls with the process default, and the same block scored twice in one process differed in the last
+    bit (a sharded search then differed from the merged one).  A fresh interpreter, because the pool is made once."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from test_engine_qbatched import _qnets
+torch.set_num_threads(2)
+qnets = _qnets((32, 32, 32, 1), q=3)
+docs = torch.randn(7, 32, generator=torch.Generator().manual_seed(3))
+first = qnets.score(docs)
+print(all(torch.equal(first, qnets.score(docs)) for _ in range(5)))
+""".format(tests=str(Path(__file__).resolve().parent))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "True"

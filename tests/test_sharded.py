@@ -115,7 +115,14 @@ def test_graph_and_ivf_search_each_shards_structure(world, tmp_path, capsys):
     for name, extra in (("ivf", common), ("graph", ["--strategy", "graph", "--graph-entry-points", 20,
                                                     "--graph-max-iter", 3])):
         _search(world, shards, tmp_path / f"{name}.trec", *extra)   # every list probed / every node reached
-        assert {q: [e.docid for e in hits] for q, hits in read_run(tmp_path / f"{name}.trec").items()} == want, name
+        # the same documents with the same scores; graph and ivf score gathered rows, whose last float bit may differ
+        # from exact search's blocks, so two documents a printed 1e-6 apart may swap
+        got = read_run(tmp_path / f"{name}.trec")
+        assert {q: sorted(e.docid for e in hits) for q, hits in got.items()} == \
+            {q: sorted(docids) for q, docids in want.items()}, name
+        for q, hits in got.items():
+            scores = {e.docid: e.score for e in exact[q]}
+            assert all(abs(e.score - scores[e.docid]) <= 2e-6 for e in hits), (name, q)
     searcher = HypencoderSearcher(open_index(shards), HypencoderQueryEncoder(world["checkpoint"]), strategy="ivf",
                                   search_params={"nprobe": 4})
     assert searcher.scored_share == 0 and [h.docid for h in searcher.search("cancer risk", k=3)]

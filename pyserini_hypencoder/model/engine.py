@@ -82,7 +82,10 @@ def run_over_queries(q: int, work: Callable[[range], None], config: ScoringConfi
         workers = min(threads, q)
         pool = _POOLS.get(workers)
         if pool is None:
-            pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="qnet")
+            # each worker sets its own thread count once: a new thread otherwise starts with the process default,
+            # and its first calls then run multi-threaded kernels (scores that differ in the last bit call to call)
+            pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="qnet",
+                                                        initializer=torch.set_num_threads, initargs=(1,))
         torch.set_num_threads(1)
         try:
             for future in [pool.submit(work, range(w, q, workers)) for w in range(workers)]:
