@@ -163,7 +163,10 @@ def _address(server) -> str:
 
 def run_with_batches(service: Service, thread: threading.Thread, *, what: str, started: Callable[[], bool],
                      address: Callable[[], str], stop: Callable[[], None],
-                     force: Optional[Callable[[], None]] = None) -> int:
+                     force: Optional[Callable[[], None]] = None, alive: Optional[Callable[[], bool]] = None) -> int:
+    """Start ``thread`` (the network side) and run batches here while ``alive()`` (default: the thread lives);
+    a signal calls ``stop()`` (the second one ``force()``), then what is queued still runs."""
+    alive = alive or thread.is_alive
     signals = {"count": 0}
 
     def on_signal(signum, frame):
@@ -181,7 +184,7 @@ def run_with_batches(service: Service, thread: threading.Thread, *, what: str, s
     announced = False
     thread.start()
     try:
-        while thread.is_alive():
+        while alive():
             service.batcher.run_once(timeout=0.05)
             if not announced and started():
                 announced = True

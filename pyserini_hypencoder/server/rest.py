@@ -13,9 +13,8 @@ goes in the search body (1.6) or the query string (2.x).  Every error is JSON ``
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 from fastapi import Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +25,7 @@ from ..cli import ArgumentParser, run_cli
 from .batcher import Overloaded
 from .models import (Candidate, Health, Hits, IndexSetting, IndexStatus, QueryInfo, SearchParams, V1Candidate,
                      V1DocumentResponse, V1Query, V1SearchResponse)
-from .service import BadRequest, NotFound, Service
+from .service import BadRequest, NotFound, RequestTimeout, Service
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +33,6 @@ NAME = "Pyserini-Hypencoder API"
 VERSION = "v1"
 MAX_BODY = 1 << 20    # bytes of a request body; a query is cut to the encoder's max length anyway
 RETRY_AFTER = "1"     # seconds, with a 503
-
-
-class RequestTimeout(RuntimeError):
-    pass
 
 
 class BodyTooLarge(RuntimeError):
@@ -124,17 +119,7 @@ def create_app(service: Service, *, max_body: int = MAX_BODY):
         logger.exception("error answering %s %s", request.method, request.url.path)
         return _error(500, f"internal error: {type(exc).__name__}")
 
-    async def hits_for(index: str, query: str, hits: int, params: Dict[str, Any]):
-        if service.stopping:
-            raise Overloaded("the server is shutting down")
-        future = service.submit(index, query, hits, params)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), service.timeout)
-        except asyncio.TimeoutError:
-            raise RequestTimeout(f"no answer within {service.timeout:g} s (the server is busy)") from None
-
-    async def off_loop(function, *args):
-        return await asyncio.get_running_loop().run_in_executor(service.documents, function, *args)
+    hits_for, off_loop = service.hits, service.off_loop
 
     # -- Pyserini 1.6 ----------------------------------------------------------------------------------------
     @app.get("/")

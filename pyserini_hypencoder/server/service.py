@@ -7,6 +7,7 @@ the REST and MCP layers turn them into their own answers.
 """
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
 
 from ..strategies import Strategy
-from .batcher import Batcher
+from .batcher import Batcher, Overloaded
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,10 @@ class BadRequest(ValueError):
 
 class NotFound(LookupError):
     """No such index or document (a 404)."""
+
+
+class RequestTimeout(RuntimeError):
+    """No answer within the service's timeout (a 504)."""
 
 
 class ServedIndex:
@@ -178,6 +183,21 @@ class Service:
         qids = [str(i) for i in range(len(items))]
         found = searcher.batch_search([q for q, _ in items], qids, k=depth)
         return [[(hit.docid, float(hit.score)) for hit in found[qid][:k]] for qid, (_, k) in zip(qids, items)]
+
+    # -- for an event loop -----------------------------------------------------------------------------------
+    async def hits(self, index: str, query: str, hits: int, params: Optional[Mapping[str, Any]] = None):
+        """``[(docid, score), ...]`` of one query, awaited (the batch runs on the batcher's thread)."""
+        if self.stopping:
+            raise Overloaded("the server is shutting down")
+        future = self.submit(index, query, hits, params)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(f"no answer within {self.timeout:g} s (the server is busy)") from None
+
+    async def off_loop(self, function, *args):
+        """``function(*args)`` on the document thread (file and JVM reads stay off the event loop)."""
+        return await asyncio.get_running_loop().run_in_executor(self.documents, function, *args)
 
     # -- documents -------------------------------------------------------------------------------------------
     def texts(self, index: str, docids: Sequence[str]) -> List[str]:
