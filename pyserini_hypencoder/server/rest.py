@@ -119,7 +119,11 @@ def create_app(service: Service, *, max_body: int = MAX_BODY):
         logger.exception("error answering %s %s", request.method, request.url.path)
         return _error(500, f"internal error: {type(exc).__name__}")
 
-    hits_for, off_loop = service.hits, service.off_loop
+    def hits_for(*args):
+        return service.hits(*args)
+
+    def off_loop(*args):
+        return service.off_loop(*args)
 
     # -- Pyserini 1.6 ----------------------------------------------------------------------------------------
     @app.get("/")
