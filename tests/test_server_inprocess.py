@@ -1,4 +1,4 @@
-"""The request batcher (server/batcher.py) in-process: batches form within the wait and up to the size, by key,
+"""The servers' parts in-process: bad flags; the request batcher (server/batcher.py): batches form within the wait and up to the size, by key,
 a full queue refuses at once, a caller that gave up is skipped, one failing item fails only itself; and the
 service's batches give each query the hits it gets alone (exact search, ties at the cut included)."""
 import threading
@@ -170,3 +170,22 @@ def test_per_request_parameters_are_checked_by_the_strategy_registry(served):
     for query in ("", "   ", None, 5):
         with pytest.raises(BadRequest, match="query"):
             service.submit("tiny", query, 10)
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--index", "tiny"], "expected NAME=PATH"),
+    (["--index", "indexes=/x"], "index name 'indexes'"),
+    (["--index", "a=/nonexistent"], "nonexistent"),
+    (["--index", "a=/x", "--corpus", "b=/y"], "no --index b=DIR"),
+    (["--index", "a=/x", "--index", "a=/y"], "given twice"),
+    (["--index", "a=/x", "--batch-wait-ms", "-1"], "non-negative"),
+])
+def test_bad_flags_are_one_line_and_exit_2(argv, words, capsys):
+    from pyserini_hypencoder.cli import run_cli
+    from pyserini_hypencoder.server.rest import main
+    try:
+        code = run_cli(main, argv, prog="python -m pyserini_hypencoder.server.rest")
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "Traceback" not in err
