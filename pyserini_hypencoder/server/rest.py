@@ -33,6 +33,7 @@ NAME = "Pyserini-Hypencoder API"
 VERSION = "v1"
 MAX_BODY = 1 << 20    # bytes of a request body; a query is cut to the encoder's max length anyway
 RETRY_AFTER = "1"     # seconds, with a 503
+V1_PARAMS = frozenset({"query", "hits", "parse", "max_doc_length", "k1", "b"})   # 2.x's; any other: the strategy's
 
 
 class BodyTooLarge(RuntimeError):
@@ -203,8 +204,7 @@ def create_app(service: Service, *, max_body: int = MAX_BODY):
             raise BadRequest("Parameter 'max_doc_length' requires parse=true")
         if any(request.query_params.get(name) not in (None, "") for name in ("k1", "b")):
             raise BadRequest("k1 and b are BM25 parameters; a Hypencoder index has none")
-        known = {"query", "hits", "parse", "max_doc_length", "k1", "b"}
-        params = {name: value for name, value in request.query_params.items() if name not in known}
+        params = {name: value for name, value in request.query_params.items() if name not in V1_PARAMS}
         found = await hits_for(index, query, k, params)
         docs = await off_loop(service.payloads, index, [docid for docid, _ in found], parse_flag, length)
         return V1SearchResponse(index=index, query=V1Query(text=query),
