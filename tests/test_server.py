@@ -106,7 +106,8 @@ def _args(world, *extra):
 
 @pytest.fixture(scope="module")
 def rest(world):
-    server = Server("pyserini_hypencoder.server.rest", _args(world, "--batch-wait-ms", 30, "--max-hits", 50),
+    server = Server("pyserini_hypencoder.server.rest",
+                    _args(world, "--batch-wait-ms", 30, "--batch-wait-always", "--max-hits", 50),
                     world["root"] / "rest.log")
     try:
         yield server
@@ -263,7 +264,8 @@ def test_the_index_is_only_read(rest, world):
 def test_a_full_queue_is_a_503_with_retry_after_and_a_late_answer_a_504(world):
     """Queries wait 1.5 s for batch mates; the queue holds 2; a request waits 0.8 s at most."""
     server = Server("pyserini_hypencoder.server.rest",
-                    _args(world, "--batch-wait-ms", 1500, "--max-queue", 2, "--timeout", 0.8),
+                    _args(world, "--batch-wait-ms", 1500, "--batch-wait-always", "--max-queue", 2,
+                          "--timeout", 0.8),
                     world["root"] / "limits.log")
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -283,7 +285,7 @@ def test_a_full_queue_is_a_503_with_retry_after_and_a_late_answer_a_504(world):
 
 
 def test_sigterm_answers_the_requests_in_flight_and_exits_0(world, searcher):
-    server = Server("pyserini_hypencoder.server.rest", _args(world, "--batch-wait-ms", 1500),
+    server = Server("pyserini_hypencoder.server.rest", _args(world, "--batch-wait-ms", 1500, "--batch-wait-always"),
                     world["root"] / "sigterm.log")
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:

@@ -47,7 +47,18 @@ def test_the_wait_is_bounded_and_a_full_batch_does_not_wait():
     batcher.submit("k", 1)
     started = time.monotonic()
     assert batcher.run_once(timeout=0.01) == 1
-    assert 0.04 <= time.monotonic() - started < 1.0    # alone: waits max_wait, then runs
+    assert time.monotonic() - started < 0.04           # idle: a lone query runs at once
+    batcher.submit("k", 2), batcher.submit("k", 3)
+    assert batcher.run_once(timeout=0.01) == 2          # two waiting: busy
+    batcher.submit("k", 4)
+    started = time.monotonic()
+    assert batcher.run_once(timeout=0.01) == 1
+    assert 0.04 <= time.monotonic() - started < 1.0    # after a batch of 2: waits max_wait for mates, then runs
+    batcher = Batcher(lambda key, items: list(items), max_batch=64, max_wait=0.05, wait_when_idle=True)
+    batcher.submit("k", 1)
+    started = time.monotonic()
+    assert batcher.run_once(timeout=0.01) == 1
+    assert 0.04 <= time.monotonic() - started < 1.0    # wait_when_idle: always waits
 
 
 def test_a_full_queue_refuses_at_once_and_a_closed_one_refuses_everything():

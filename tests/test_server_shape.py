@@ -118,3 +118,33 @@ def test_our_models_import_without_pyserini_or_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**__import__("os").environ, "PYSERINI_HYPENCODER_JAVA": "off"})
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_search_answers_built_by_hand_are_the_models_dumps():
+    """The search routes build their JSON without pydantic (speed); it must be what the models dump."""
+    import asyncio
+    from types import SimpleNamespace
+    from pyserini_hypencoder.server.rest import create_app
+
+    async def hits(index, query, k, params):
+        return [("d1", 1.25), ("d2", -0.5)]
+
+    async def off_loop(function, *args):
+        return function(*args)
+    service = SimpleNamespace(
+        index=lambda name: None, check_query=lambda q: q, encoder_name="default", stopping=False, hits=hits,
+        off_loop=off_loop, texts=lambda index, docids: [f"text of {d}" for d in docids],
+        payloads=lambda index, docids, parse, length: [{"text": d} for d in docids])
+    app = create_app(service).app
+    routes = {route.path: route.endpoint for route in app.routes if hasattr(route, "endpoint")}
+    body = asyncio.run(routes["/v1/indexes/{index}/search"]("i", ours.SearchParams(query="q", qid="7"))).body
+    dumped = ours.Hits(query=ours.QueryInfo(qid="7", query_txt="q"), candidates=[
+        ours.Candidate(docid="d1", score=1.25, document_txt="text of d1"),
+        ours.Candidate(docid="d2", score=-0.5, document_txt="text of d2")]).model_dump(mode="json")
+    assert __import__("json").loads(body) == dumped
+    request = SimpleNamespace(query_params={"query": "q", "hits": "2"})
+    body = asyncio.run(routes["/v1/{index}/search"](request, "i", query="q", hits="2")).body
+    dumped = ours.V1SearchResponse(index="i", query=ours.V1Query(text="q"), candidates=[
+        ours.V1Candidate(docid="d1", score=1.25, rank=1, doc={"text": "d1"}),
+        ours.V1Candidate(docid="d2", score=-0.5, rank=2, doc={"text": "d2"})]).model_dump(mode="json")
+    assert __import__("json").loads(body) == dumped

@@ -71,7 +71,10 @@ def define_server_args(parser, *, port: int) -> None:
     net.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     net.add_argument("--port", type=int, default=port, help=f"port (default {port}; 0 picks a free one)")
     net.add_argument("--batch-wait-ms", type=_non_negative_float, default=2.0, metavar="MS",
-                     help="how long the oldest waiting query waits for batch mates (default 2)")
+                     help="how long the oldest waiting query waits for batch mates under load (default 2; an idle "
+                          "server runs a lone query at once)")
+    net.add_argument("--batch-wait-always", action="store_true",
+                     help="wait --batch-wait-ms for batch mates also when the server is idle")
     net.add_argument("--max-queue", type=positive_int, default=256, metavar="N",
                      help="queries waiting at most; beyond, a 503 with Retry-After (default 256)")
     net.add_argument("--timeout", type=_positive_float, default=30.0, metavar="S",
@@ -136,7 +139,8 @@ def build_service(args) -> Service:
         logger.info("index %s: %s, %d documents, strategy %s, text from %s", name, index.path, index.num_docs,
                     args.strategy, source or "nowhere")
     return Service(served, encoder_name=args.encoder, max_batch=args.batch_size, max_wait=args.batch_wait_ms / 1000,
-                   max_queue=args.max_queue, max_hits=args.max_hits, timeout=args.timeout)
+                   max_queue=args.max_queue, max_hits=args.max_hits, timeout=args.timeout,
+                   wait_when_idle=args.batch_wait_always)
 
 
 def serve(service: Service, app, args, *, what: str) -> int:

@@ -3,7 +3,8 @@
 
 A request :meth:`~Batcher.submit`\\ s ``(key, item)`` and gets a ``concurrent.futures.Future`` (an event loop awaits
 it through ``asyncio.wrap_future``).  The worker takes the oldest job, waits at most ``max_wait`` seconds from its
-arrival for more (fewer when ``max_batch`` jobs of its key are there sooner), and runs ``run(key, items)`` once
+arrival for more (not at all when the server is idle: the last batch was a single query and no other waits; no
+longer once ``max_batch`` jobs of its key are there; ``wait_when_idle`` makes it wait always), and runs ``run(key, items)`` once
 for the jobs of that key, in arrival order; jobs of other keys wait for the next round, oldest first.  A full
 queue refuses a job at once (:class:`Overloaded`, a 503 with ``Retry-After``); a job whose caller gave up
 (timeout, a dropped connection) is skipped if it has not started.
@@ -38,16 +39,18 @@ class Batcher:
     one key, formed within ``max_wait`` seconds of the oldest job's arrival; at most ``max_queue`` jobs wait."""
 
     def __init__(self, run: Callable[[Hashable, Sequence[Any]], Sequence[Any]], *, max_batch: int = 32,
-                 max_wait: float = 0.002, max_queue: int = 256):
+                 max_wait: float = 0.002, max_queue: int = 256, wait_when_idle: bool = False):
         if max_batch < 1 or max_queue < 1 or max_wait < 0:
             raise ValueError("max_batch and max_queue must be positive, max_wait non-negative")
         self.run = run
         self.max_batch, self.max_wait, self.max_queue = int(max_batch), float(max_wait), int(max_queue)
+        self.wait_when_idle = bool(wait_when_idle)
         self._jobs: Deque[_Job] = deque()
         self._cond = threading.Condition()
         self.closed = False
         self.in_flight = 0
         self.batches = self.queries = self.largest = 0
+        self._last = 0   # size of the last batch
 
     # -- the callers' side (any thread) ----------------------------------------------------------------------
     def submit(self, key: Hashable, item: Any) -> Future:
@@ -78,7 +81,11 @@ class Batcher:
             if not self._jobs and not self._cond.wait_for(lambda: self._jobs, timeout):
                 return []
             key = self._jobs[0].key
-            deadline = self._jobs[0].arrived + self.max_wait
+            # an idle server (the last batch was one query, nothing else waits) runs a lone query at once; under
+            # load the oldest waits up to max_wait for batch mates
+            busy = self.wait_when_idle or self._last > 1 or len(self._jobs) > 1
+            wait = self.max_wait if busy else 0.0
+            deadline = self._jobs[0].arrived + wait
             while True:
                 same = sum(1 for job in self._jobs if job.key == key)
                 left = deadline - time.monotonic()
@@ -119,6 +126,7 @@ class Batcher:
         finally:
             self.in_flight = 0
         self.batches += 1
+        self._last = len(jobs)
         self.queries += len(jobs)
         self.largest = max(self.largest, len(jobs))
         return len(jobs)

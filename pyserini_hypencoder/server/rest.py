@@ -23,8 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..cli import ArgumentParser, run_cli
 from .batcher import Overloaded
-from .models import (Candidate, Health, Hits, IndexSetting, IndexStatus, QueryInfo, SearchParams, V1Candidate,
-                     V1DocumentResponse, V1Query, V1SearchResponse)
+from .models import Health, Hits, IndexSetting, IndexStatus, SearchParams, V1DocumentResponse, V1SearchResponse
 from .service import BadRequest, NotFound, RequestTimeout, Service
 
 logger = logging.getLogger(__name__)
@@ -158,9 +157,12 @@ def create_app(service: Service, *, max_body: int = MAX_BODY):
         query = service.check_query(query)
         found = await hits_for(index, query, params.hits, dict(params.model_extra or {}))
         texts = await off_loop(service.texts, index, [docid for docid, _ in found])
-        return Hits(query=QueryInfo(qid=qid, query_txt=query),
-                    candidates=[Candidate(docid=docid, score=score, document_txt=text)
-                                for (docid, score), text in zip(found, texts)])
+        # built as Hits would dump it (the test holds the two together), without validating it again
+        return JSONResponse({"query": {"qid": qid, "query_txt": query, "query_img_path": None,
+                                       "query_modality": "text", "fp16": False},
+                             "candidates": [{"docid": docid, "score": score, "document_txt": text,
+                                             "document_img_path": None, "encoded_img": None}
+                                            for (docid, score), text in zip(found, texts)]})
 
     @app.get(f"/{VERSION}/indexes/{{index}}/documents/{{docid:path}}", response_model=Dict[str, str])
     async def get_document(index: str, docid: str):
@@ -207,9 +209,9 @@ def create_app(service: Service, *, max_body: int = MAX_BODY):
         params = {name: value for name, value in request.query_params.items() if name not in V1_PARAMS}
         found = await hits_for(index, query, k, params)
         docs = await off_loop(service.payloads, index, [docid for docid, _ in found], parse_flag, length)
-        return V1SearchResponse(index=index, query=V1Query(text=query),
-                                candidates=[V1Candidate(docid=docid, score=score, rank=rank, doc=doc)
-                                            for rank, ((docid, score), doc) in enumerate(zip(found, docs), 1)])
+        return JSONResponse({"api": VERSION, "index": index, "query": {"text": query},
+                             "candidates": [{"docid": docid, "score": score, "rank": rank, "doc": doc}
+                                            for rank, ((docid, score), doc) in enumerate(zip(found, docs), 1)]})
 
     @app.get(f"/{VERSION}/{{index}}/doc/{{docid:path}}", response_model=V1DocumentResponse)
     async def get_document_v1(index: str, docid: str, parse: Optional[str] = None,

@@ -103,13 +103,14 @@ class Service:
 
     def __init__(self, indexes: Mapping[str, ServedIndex], *, encoder_name: str, max_batch: int = 32,
                  max_wait: float = 0.002, max_queue: int = 256, max_hits: int = DEFAULT_MAX_HITS,
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, wait_when_idle: bool = False):
         if not indexes:
             raise ValueError("no index to serve")
         self.indexes = dict(indexes)
         self.encoder_name = encoder_name
         self.max_hits, self.timeout = int(max_hits), float(timeout)
-        self.batcher = Batcher(self._run, max_batch=max_batch, max_wait=max_wait, max_queue=max_queue)
+        self.batcher = Batcher(self._run, max_batch=max_batch, max_wait=max_wait, max_queue=max_queue,
+                               wait_when_idle=wait_when_idle)
         # document lookups: one thread (a Lucene text source is a JVM object), off the event loop and the model
         self.documents = ThreadPoolExecutor(1, thread_name_prefix="documents")
         self.stopping = False
