@@ -94,25 +94,14 @@ def create_app(service: Service, *, max_body: int = MAX_BODY):
     async def _invalid(request, exc):
         return _error(422, _validation_message(exc))
 
-    @app.exception_handler(BadRequest)
-    async def _bad(request, exc):
-        return _error(400, str(exc))
-
-    @app.exception_handler(NotFound)
-    async def _missing(request, exc):
-        return _error(404, str(exc.args[0] if exc.args else exc))
-
-    @app.exception_handler(Overloaded)
-    async def _overloaded(request, exc):
-        return _error(503, str(exc), {"Retry-After": RETRY_AFTER})
-
-    @app.exception_handler(RequestTimeout)
-    async def _timeout(request, exc):
-        return _error(504, str(exc))
-
-    @app.exception_handler(BodyTooLarge)
-    async def _too_large(request, exc):
-        return _error(413, str(exc))
+    def answer(status: int, headers: Optional[dict] = None):
+        async def handler(request, exc):
+            return _error(status, str(exc.args[0] if exc.args else exc), headers)
+        return handler
+    # the errors a client caused, each with its status (a 503 says when to come back)
+    for error, status, headers in ((BadRequest, 400, None), (NotFound, 404, None), (BodyTooLarge, 413, None),
+                                   (Overloaded, 503, {"Retry-After": RETRY_AFTER}), (RequestTimeout, 504, None)):
+        app.add_exception_handler(error, answer(status, headers))
 
     @app.exception_handler(Exception)
     async def _fault(request, exc):
