@@ -355,3 +355,20 @@ def test_mcp_over_stdio(world, searcher):
                                args=["-m", "pyserini_hypencoder.server.mcp", *_args(world), "--quiet", "--threads",
                                      str(torch.get_num_threads())])
     asyncio.run(_mcp_session(transport, searcher, world))
+
+
+def test_bench_server_runs_and_reports_the_goals(world, tmp_path):
+    """benchmarks/bench_server.py end to end on the tiny index (a few requests per level)."""
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("".join(f"{i}\t{q}\n" for i, q in enumerate(QUERIES)), encoding="utf-8")
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_server.py"), "--index",
+                          str(world["index"]), "--encoder", world["encoder"], "--topics", str(topics), "--threads",
+                          str(torch.get_num_threads()), "--concurrency", "1,8,32", "--requests", "24", "--seconds", "5", "--check", "6",
+                          "--memory-seconds", "2", "--json", str(tmp_path / "b.json")],
+                         capture_output=True, text=True, timeout=300, env=_env())
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert [r["concurrency"] for r in report["levels"]] == [1, 8, 32]
+    assert report["answers_different"] == 0 and report["answers_compared"] == 6
+    assert report["goals"]["errors"] == 0 and report["server_exit"] == 0
+    assert "c=32 throughput / batch_search throughput" in out.stdout and report["memory_run"]["samples"] >= 2
