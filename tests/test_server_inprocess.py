@@ -1,4 +1,5 @@
-"""The servers' parts in-process: bad flags; the request batcher (server/batcher.py): batches form within the wait and up to the size, by key,
+"""The servers' parts in-process: bad flags; the request batcher (server/batcher.py): batches form within the wait
+and up to the size, by key,
 a full queue refuses at once, a caller that gave up is skipped, one failing item fails only itself; and the
 service's batches give each query the hits it gets alone (exact search, ties at the cut included)."""
 import threading

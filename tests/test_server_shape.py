@@ -37,7 +37,8 @@ def _our_routes():
     from types import SimpleNamespace
     from pyserini_hypencoder.server.rest import create_app
     app = create_app(SimpleNamespace()).app
-    return {(method, route.path.replace(":path", "")) for route in app.routes for method in getattr(route, "methods", ())}
+    return {(method, route.path.replace(":path", "")) for route in app.routes
+            for method in getattr(route, "methods", ())}
 
 
 def _same_type(theirs, mine) -> bool:

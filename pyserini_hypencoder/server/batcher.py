@@ -1,13 +1,13 @@
 """Batching across requests: queries that arrive together run as one batch, on the thread that calls
 :meth:`Batcher.run_once` (the server's main thread), never on the network event loop.
 
-A request :meth:`~Batcher.submit`\\ s ``(key, item)`` and gets a ``concurrent.futures.Future`` (an event loop awaits
-it through ``asyncio.wrap_future``).  The worker takes the oldest job, waits at most ``max_wait`` seconds from its
-arrival for more (not at all when the server is idle: the last batch was a single query and no other waits; no
-longer once ``max_batch`` jobs of its key are there; ``wait_when_idle`` makes it wait always), and runs ``run(key, items)`` once
-for the jobs of that key, in arrival order; jobs of other keys wait for the next round, oldest first.  A full
-queue refuses a job at once (:class:`Overloaded`, a 503 with ``Retry-After``); a job whose caller gave up
-(timeout, a dropped connection) is skipped if it has not started.
+A request :meth:`~Batcher.submit`\ s ``(key, item)`` and gets a ``concurrent.futures.Future`` (an event loop awaits
+it through ``asyncio.wrap_future``).  The worker takes the oldest job and waits at most ``max_wait`` seconds from
+its arrival for more: not at all when the server is idle (the last batch was a single query and no other waits;
+``wait_when_idle`` makes it wait always), no longer once ``max_batch`` jobs of its key are there.  It runs
+``run(key, items)`` once for the jobs of that key, in arrival order; jobs of other keys wait for the next round,
+oldest first.  A full queue refuses a job at once (:class:`Overloaded`, a 503 with ``Retry-After``); a job whose
+caller gave up (timeout, a dropped connection) is skipped if it has not started.
 """
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ class _Job:
 
 
 class Batcher:
-    """``run(key, items) -> results`` (one result per item, in order; an Exception instance fails that item) over batches of at most ``max_batch`` jobs of
-    one key, formed within ``max_wait`` seconds of the oldest job's arrival; at most ``max_queue`` jobs wait."""
+    """``run(key, items) -> results`` (one result per item, in order; an Exception instance fails that item) over
+    batches of at most ``max_batch`` jobs of one key, formed within ``max_wait`` seconds of the oldest job's
+    arrival; at most ``max_queue`` jobs wait."""
 
     def __init__(self, run: Callable[[Hashable, Sequence[Any]], Sequence[Any]], *, max_batch: int = 32,
                  max_wait: float = 0.002, max_queue: int = 256, wait_when_idle: bool = False):

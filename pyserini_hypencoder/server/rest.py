@@ -48,7 +48,8 @@ def _validation_message(exc: RequestValidationError) -> str:
     for err in exc.errors()[:3]:
         if err.get("type") == "json_invalid":
             error = (err.get("ctx") or {}).get("error", "")
-            parts.append(f"malformed JSON at character {err.get('loc', ('', '?'))[-1]}" + (f": {error}" if error else ""))
+            where = err.get("loc", ("", "?"))[-1]
+            parts.append(f"malformed JSON at character {where}" + (f": {error}" if error else ""))
             continue
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
