@@ -1,8 +1,8 @@
 """Batching across requests: queries that arrive together run as one batch, on the thread that calls
 :meth:`Batcher.run_once` (the server's main thread), never on the network event loop.
 
-A request :meth:`~Batcher.submit`\ s ``(key, item)`` and gets a ``concurrent.futures.Future`` (an event loop awaits
-it through ``asyncio.wrap_future``).  The worker takes the oldest job and waits at most ``max_wait`` seconds from
+A request submits ``(key, item)`` (:meth:`Batcher.submit`) and gets a ``concurrent.futures.Future`` (an event
+loop awaits it through ``asyncio.wrap_future``).  The worker takes the oldest job and waits at most ``max_wait`` seconds from
 its arrival for more: not at all when the server is idle (the last batch was a single query and no other waits;
 ``wait_when_idle`` makes it wait always), no longer once ``max_batch`` jobs of its key are there.  It runs
 ``run(key, items)`` once for the jobs of that key, in arrival order; jobs of other keys wait for the next round,
