@@ -118,6 +118,9 @@ class Connection:
         self.writer.write(head + body)
         await self.writer.drain()
         status_line = await self.reader.readline()
+        if not status_line:   # the server closed an idle connection: once more on a new one
+            self.close()
+            return await self.request(method, path, body)
         length, close = 0, False
         while True:
             line = await self.reader.readline()
@@ -139,12 +142,20 @@ class Connection:
             self.reader = self.writer = None
 
 
+async def health(server) -> dict:
+    """/v1/health on a connection of its own (an idle keep-alive connection is closed by the server after 5 s)."""
+    conn = Connection(server.host, server.port)
+    try:
+        return json.loads((await conn.request("GET", "/v1/health"))[1])
+    finally:
+        conn.close()
+
+
 async def level(server, queries, concurrency, requests, seconds, hits, collect=None):
     """``concurrency`` clients until ``requests`` are answered or ``seconds`` pass."""
     counter = {"next": 0}
     latencies, errors = [], {}
-    health = Connection(server.host, server.port)
-    before = json.loads((await health.request("GET", "/v1/health"))[1])
+    before = await health(server)
     deadline = time.perf_counter() + seconds
 
     async def client():
@@ -167,8 +178,7 @@ async def level(server, queries, concurrency, requests, seconds, hits, collect=N
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    after = json.loads((await health.request("GET", "/v1/health"))[1])
-    health.close()
+    after = await health(server)
     batches, served = after["batches"] - before["batches"], after["queries"] - before["queries"]
     ms = sorted(1000 * x for x in latencies)
 
