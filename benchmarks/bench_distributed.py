@@ -11,10 +11,8 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 
@@ -79,31 +77,15 @@ def main():
     args = p.parse_args()
     if args.address:
         return driver(args)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # a timeout still runs the clean-up below
-    ns = f"hxbench-{uuid.uuid4().hex[:8]}"
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                        os.environ.get("PYTHONPATH")])))
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
-        subprocess.run(["ip", "netns", "exec", ns, ray_bin, "start", "--head", "--port", "6379", "--num-cpus",
-                        str(args.threads), "--node-ip-address", "127.0.0.1", "--include-dashboard=false",
-                        "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=120)
-        result = subprocess.run(["ip", "netns", "exec", ns, sys.executable, __file__, *sys.argv[1:], "--address",
-                                 "127.0.0.1:6379"], env=env, capture_output=True, text=True, timeout=1800)
-        if result.returncode:
-            sys.exit(result.stderr[-3000:])
-        r = json.loads(result.stdout.strip().splitlines()[-1])
-    finally:
-        for _ in range(3):
-            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
-            if not pids:
-                break
-            subprocess.run(["kill", "-9", *pids], capture_output=True)
-            time.sleep(1)
-        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # a timeout still runs the clean-up
+    from pyserini_hypencoder.distributed.loopback import loopback_cluster, run_in
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = dict(PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    with loopback_cluster([args.threads], env=env, prefix="hxbench") as cluster:
+        result = run_in(cluster, [__file__, *sys.argv[1:], "--address", cluster["address"]], timeout=1800)
+    if result.returncode:
+        sys.exit(result.stderr[-3000:])
+    r = json.loads(result.stdout.strip().splitlines()[-1])
     overhead = 100 * (r["encode_local_docs_s"] / r["encode_ray_docs_s"] - 1)
     print(f"encode, {r['docs']} docs, {r['threads']} threads: local {r['encode_local_docs_s']:.1f} docs/s | "
           f"Ray (1 actor, {r['threads']} CPUs) {r['encode_ray_docs_s']:.1f} docs/s | Ray overhead {overhead:+.1f}%")

@@ -4,17 +4,13 @@ sharded search writes the local sharded search's run file; an encoder actor kill
 Ray and the index is unchanged.  Skipped without the ``ray`` extra, except under CI=true, where it fails."""
 import json
 import os
-import shutil
-import subprocess
-import sys
-import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pyserini_hypencoder.cli import run_cli
+from pyserini_hypencoder.distributed import loopback
 from pyserini_hypencoder.encode._cli import main as encode_main, merge_main
 from pyserini_hypencoder.search._main import main as search_main
 
@@ -32,47 +28,23 @@ PORT = 6379
 FILES = ("index", "docid", "meta.json")
 
 
-def _ns_ok():
-    return shutil.which("ip") is not None and os.geteuid() == 0
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """(namespace, address): a head and a worker node, 1 CPU each; every process in the namespace is killed and
-    the namespace removed afterwards."""
-    if not _ns_ok():
+    """A head and a worker node, 1 CPU each, in a namespace with only lo (distributed.loopback)."""
+    if not loopback.available():
         if os.environ.get("CI") == "true":
             pytest.fail("the Ray cluster test needs root and iproute2 (ip netns) under CI")
         pytest.skip("the Ray cluster test needs root and iproute2 (ip netns)")
-    name = f"hxray-{uuid.uuid4().hex[:8]}"
     package_root = str(Path(__import__("pyserini_hypencoder").__file__).resolve().parents[1])
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", OMP_NUM_THREADS="1", RAY_USAGE_STATS_ENABLED="0",
+    env = dict(OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    tmp = tmp_path_factory.mktemp("ray")
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats",
-                  "--temp-dir", str(tmp / "ray")]
-        subprocess.run(["ip", "netns", "exec", name, ray_bin, "start", "--head", "--port", str(PORT),
-                        "--include-dashboard=false", *common], check=True, env=env, capture_output=True, timeout=120)
-        subprocess.run(["ip", "netns", "exec", name, ray_bin, "start", "--address", f"127.0.0.1:{PORT}", *common[:-2]],
-                       check=True, env=env, capture_output=True, timeout=120)
-        yield dict(name=name, address=f"127.0.0.1:{PORT}", env=env)
-    finally:
-        for _ in range(3):
-            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
-            if not pids:
-                break
-            subprocess.run(["kill", "-9", *pids], capture_output=True)
-            time.sleep(1)
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+    with loopback.loopback_cluster([1, 1], port=PORT, env=env,
+                                   temp_dir=tmp_path_factory.mktemp("ray") / "ray") as running:
+        yield running
 
 
 def in_cluster(cluster, *argv, timeout=300):
-    return subprocess.run(["ip", "netns", "exec", cluster["name"], sys.executable, *map(str, argv)],
-                          env=cluster["env"], capture_output=True, text=True, timeout=timeout)
+    return loopback.run_in(cluster, argv, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
