@@ -5,6 +5,7 @@ The end-to-end test runs ``python -m pyserini.index.lucene``, ``pyserini.search.
 JAVA_HOME and the system PATH (Java 17 first on this kind of machine).
 """
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -155,7 +156,9 @@ def test_ctrl_c_reaches_python_after_the_jvm_started():
             "    time.sleep(5)\n"
             "except KeyboardInterrupt:\n"
             "    print('KeyboardInterrupt')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # SIGINT as a terminal gives it: a test run started in the background inherits it ignored, and so would the child
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert out.returncode == 0 and out.stdout.strip() == "KeyboardInterrupt", out.stderr[-1500:]
 
 
