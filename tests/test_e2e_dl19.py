@@ -5,7 +5,7 @@ runs/bm25.trec --rerank-depth 100 --corpus corpus.jsonl`` (no dense index: only 
 bf16) and the run is scored with ``python -m pyserini.eval.trec_eval -c -m ndcg_cut.10``.
 
 Thresholds: about 0.01 below the nDCG@10 measured with the default model (weight fingerprint 6800ed77, bf16):
-rerank 0.6428, hybrid rerank 0.6564, against BM25's 0.5058 (docs/reproduce-scifact-dl19.md).  A new default
+rerank 0.6444, hybrid rerank 0.6578, against BM25's 0.5058 (docs/reproduce-scifact-dl19.md).  A new default
 model needs them re-measured.
 """
 import json
@@ -22,8 +22,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.java]
 
 ENCODER = "default"
 BM25_NDCG10 = 0.5058  # the published run (Anserini regression)
-RERANK_MIN_NDCG10 = 0.634  # measured 0.6428
-HYBRID_MIN_NDCG10 = 0.646  # measured 0.6564
+RERANK_MIN_NDCG10 = 0.634  # measured 0.6444
+HYBRID_MIN_NDCG10 = 0.646  # measured 0.6578
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ thread counts never fail the test while a broken model, pooling, title join or t
 
     run                          measured nDCG@10 / R@100     asserted
     BM25 flat (Pyserini)         0.6789 / 0.9253              = Anserini's published numbers (+-0.002)
-    Hypencoder exact search      0.8079 / 0.9493              >= 0.800 / >= 0.940
-    BM25 top 100 reranked        0.8020 / 0.9253              >= 0.792 / = BM25's R@100
+    Hypencoder exact search      0.8076 / 0.9493              >= 0.800 / >= 0.940
+    BM25 top 100 reranked        0.8024 / 0.9253              >= 0.792 / = BM25's R@100
     hybrid (alpha 0.5)           0.8459 / 0.9700              >= 0.835 / >= 0.960
 
 A new default model needs these re-measured (``python -m pyserini_hypencoder.reproduce scifact``).
@@ -37,8 +37,8 @@ ENCODER = "default"
 HITS = 100
 # Published Anserini BM25 flat: nDCG@10 0.6789, R@100 0.9253 (our index and run reproduce them).
 BM25_NDCG10, BM25_R100 = 0.6789, 0.9253
-EXACT_MIN_NDCG10, EXACT_MIN_R100 = 0.800, 0.940  # measured 0.8079 / 0.9493
-RERANK_MIN_NDCG10 = 0.792  # measured 0.8020
+EXACT_MIN_NDCG10, EXACT_MIN_R100 = 0.800, 0.940  # measured 0.8076 / 0.9493
+RERANK_MIN_NDCG10 = 0.792  # measured 0.8024
 HYBRID_MIN_NDCG10, HYBRID_MIN_R100 = 0.835, 0.960  # measured 0.8459 / 0.9700
 METRICS = ["ndcg_cut.10", "recall.100"]
 
