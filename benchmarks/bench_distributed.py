@@ -4,7 +4,7 @@ the shards in Ray actors).  The Ray instance runs inside a network namespace wit
 tests/test_ray_cluster.py does, and every process in it is killed afterwards.
 
     flock /tmp/cpu.lock python benchmarks/bench_distributed.py --corpus ../shared/data/scifact/corpus.jsonl \\
-        --docs 1024 --shards /tmp/shard12/real/scifact/shards --merged /tmp/shard12/real/scifact/merged \\
+        --docs 1024 --shards runs/sharded-check/scifact/shards --merged runs/sharded-check/scifact/merged \\
         --topics ../shared/data/scifact/topics.test.tsv --queries 64 --threads 2
 """
 import argparse

@@ -1,12 +1,13 @@
 #!/bin/bash
 # Real-data check: sharded == merged on SciFact (exact, surrogate) and the DL19 pool (rerank). Run under flock.
 set -euo pipefail
-export PYTHONPATH=/work/wt-shard-12 OMP_NUM_THREADS=2
-PY=/work/main/.venv/bin/python
-D=/work/shared/data
-W=/tmp/shard12/real
+#   bash benchmarks/check_sharded_real.sh [WORKDIR]     (from the repository root; ../shared beside it)
+export OMP_NUM_THREADS=2
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY=${PYTHON:-.venv/bin/python}
+D=${PYSERINI_HYPENCODER_SHARED:-../shared}/data
+W=${1:-runs/sharded-check}
 mkdir -p $W
-cd /work/wt-shard-12
 enc() {  # corpus fields outdir dtype
   for i in 0 1 2; do
     [ -e $3/shards/part-$i/meta.json ] || $PY -m pyserini_hypencoder.encode input --corpus $1 $2 --shard-id $i --shard-num 3 \
