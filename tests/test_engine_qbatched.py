@@ -82,3 +82,18 @@ print(all(torch.equal(first, qnets.score(docs)) for _ in range(5)))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-1] == "True"
+
+
+def test_a_batch_iterates_and_indexes_like_a_sequence():
+    """list(qnets) gives one batch per q-net and ends (it never ended, so batch_search(qnets, ...) with a QNetBatch
+    hung); an int out of range is an IndexError; a negative int counts from the end."""
+    qnets = _qnets((16, 16, 1), q=3)
+    docs = torch.randn(4, 16)
+    parts = list(qnets)
+    assert len(parts) == 3 and all(len(p) == 1 for p in parts)
+    assert torch.equal(torch.cat([p.score(docs) for p in parts]), qnets.score(docs))
+    assert torch.equal(qnets[-1].score(docs), qnets[2].score(docs))
+    with pytest.raises(IndexError):
+        qnets[3]
+    with pytest.raises(IndexError):
+        qnets[-4]

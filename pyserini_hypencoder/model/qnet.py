@@ -153,8 +153,15 @@ class QNetBatch:
     def __getitem__(self, index) -> "QNetBatch":
         """Select q-nets by an int, slice or index tensor (keeps the batch axis)."""
         if isinstance(index, int):
-            index = slice(index, index + 1)
+            n = len(self)
+            if not -n <= index < n:   # also what ends iteration: list(qnets) is one batch per query
+                raise IndexError(f"q-net {index} out of range for a batch of {n}")
+            index = slice(index % n, index % n + 1)
         return self._from_parts([w[index] for w in self.weights], [b[index] for b in self.biases])
+
+    def __iter__(self):
+        """One single-query batch per q-net, in order."""
+        return (self[i] for i in range(len(self)))
 
     def _from_parts(self, weights, biases, compute_dtype: Optional[torch.dtype] = None,
                     config: Optional[ScoringConfig] = None) -> "QNetBatch":
