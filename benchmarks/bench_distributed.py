@@ -3,8 +3,8 @@ same threads: Ray's overhead), and search latency per query batch (the merged in
 the shards in Ray actors).  The Ray instance runs inside a network namespace with only ``lo`` (needs root), as
 tests/test_ray_cluster.py does, and every process in it is killed afterwards.
 
-    flock /tmp/cpu.lock python benchmarks/bench_distributed.py --corpus ../shared/data/scifact/corpus.jsonl \\
-        --docs 1024 --shards runs/sharded-check/scifact/shards --merged runs/sharded-check/scifact/merged \\
+    python benchmarks/bench_distributed.py --corpus ../shared/data/scifact/corpus.jsonl \\
+        --docs 768 --shards runs/sharded-check/scifact/shards --merged runs/sharded-check/scifact/merged \\
         --topics ../shared/data/scifact/topics.test.tsv --queries 64 --threads 2
 """
 import argparse

@@ -65,6 +65,15 @@ def define_encoder_args(parser, *, default_encoder: Optional[str] = "default", b
     add_common_args(parser)
 
 
+def add_ray_group(parser, what: str):
+    """The ``--ray [ADDRESS]`` group both the encode and the search CLI have; ``what`` says what Ray does there."""
+    group = parser.add_argument_group('Ray (the ray extra: pip install "pyserini-hypencoder[ray]"); docs/scale.md')
+    group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help=f"{what}; ADDRESS as ray.init takes it (auto, HOST:PORT, ray://HOST:10001); without one, "
+                            "a local Ray instance")
+    return group
+
+
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     """Log lines on stderr; ``quiet`` turns progress bars off for what is imported from now on and for child
     processes (tqdm's and transformers'); bars created by modules already imported take a flag."""

@@ -44,10 +44,7 @@ def build_parsers() -> Dict[str, argparse.ArgumentParser]:
 
     p = parsers["encoder"] = cli.ArgumentParser(prog=f"{PROG} encoder", description="the document encoder")
     cli.define_encoder_args(p)
-    r = p.add_argument_group("Ray (the ray extra: pip install \"pyserini-hypencoder[ray]\"); docs/scale.md")
-    r.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="encode with a pool of Ray actors; ADDRESS as ray.init takes it (auto, HOST:PORT, "
-                        "ray://HOST:10001); without one, a local Ray instance")
+    r = cli.add_ray_group(p, "encode with a pool of Ray actors")
     r.add_argument("--ray-actors", type=cli.positive_int, default=None, metavar="N",
                    help="encoder actors (default: the cluster's CPUs / --ray-cpus-per-actor)")
     r.add_argument("--ray-cpus-per-actor", type=cli.positive_int, default=1, metavar="N",

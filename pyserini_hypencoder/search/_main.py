@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from ..cli import ArgumentParser, define_encoder_args, positive_int, set_threads, setup_logging
+from ..cli import ArgumentParser, add_ray_group, define_encoder_args, positive_int, set_threads, setup_logging
 from ..formats.runs import OUTPUT_FORMATS, read_run, write_run
 from ..formats.topics import read_topics
 from ..strategies import STRATEGIES, get_strategy
@@ -100,10 +100,7 @@ def build_parser() -> ArgumentParser:
     define_output_args(parser, DEFAULT_RUNTAG)
     parser.add_argument("--remove-query", action="store_true", help="drop hits whose docid equals the qid")
     define_dense_args(parser)
-    ray = parser.add_argument_group('Ray (the ray extra: pip install "pyserini-hypencoder[ray]"); docs/scale.md')
-    ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                     help="hold each shard of --index in a Ray actor; ADDRESS as ray.init takes it (auto, HOST:PORT, "
-                          "ray://HOST:10001); without one, a local Ray instance")
+    ray = add_ray_group(parser, "hold each shard of --index in a Ray actor")
     ray.add_argument("--ray-cpus-per-shard", type=float, default=None, metavar="N",
                      help="CPUs each shard actor reserves (default: 1, less when there are more shards than CPUs)")
     rerank = parser.add_argument_group("reranking (instead of full search)")
