@@ -53,6 +53,34 @@ def test_round_trip(tmp_path, dtype):
     assert sorted(os.listdir(tmp_path)) == ["ix"]  # no temporary directory left beside it
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_matrix_is_the_map_when_it_holds_the_dtype(tmp_path, dtype):
+    docids, vectors = _data()
+    write_index(tmp_path / "ix", docids, vectors, META, storage_dtype=dtype)
+    index = DenseIndex.open(tmp_path / "ix")
+    stored = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    other = torch.float16 if stored == torch.float32 else torch.float32
+    file_bytes = {name: (tmp_path / "ix" / name).read_bytes() for name in os.listdir(tmp_path / "ix")}
+    same = index.vectors.matrix(dtype=stored)
+    assert same.dtype == stored and same.shape == (37, 12)
+    np.testing.assert_array_equal(same.float().numpy(), _expected(vectors, dtype))
+    base = same.untyped_storage().data_ptr()
+    assert base == index.vectors.matrix(dtype=stored).untyped_storage().data_ptr()   # cached
+    if os.path.exists("/proc/self/maps"):   # inside a mapping of the vectors' file, not a heap copy of it
+        name = "index" if dtype == "float32" else "vectors.npy"
+        spans = [[int(x, 16) for x in line.split()[0].split("-")] for line in open("/proc/self/maps")
+                 if line.rstrip().endswith(str(tmp_path / "ix" / name))]
+        assert any(lo <= base < hi for lo, hi in spans), spans
+    same[0, 0] = 123.0   # private to the process: the file does not change
+    assert {name: (tmp_path / "ix" / name).read_bytes() for name in os.listdir(tmp_path / "ix")} == file_bytes
+    converted = index.vectors.matrix(dtype=other)   # another dtype: a converted copy
+    assert converted.dtype == other
+    np.testing.assert_array_equal(converted[1:].float().numpy(),
+                                  torch.from_numpy(_expected(vectors, dtype)[1:]).to(other).float().numpy())
+    in_memory = DenseIndex.open(tmp_path / "ix", mmap=False).vectors
+    assert in_memory.matrix(dtype=stored).dtype == stored
+
+
 def test_memmap_offset_matches_faiss(tmp_path):
     docids, vectors = _data(n=5, d=3)
     write_index(tmp_path / "ix", docids, vectors, META)

@@ -22,9 +22,24 @@ def decode(stored: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(stored)
 
 
+_STORED_AS = {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16,
+              np.dtype(np.uint16): torch.bfloat16}
+
+
+def mapped_matrix(data, dtype: torch.dtype) -> Optional[torch.Tensor]:
+    """The rows of a memory-mapped file as a tensor over the map itself (no copy, copy-on-write so the file never
+    changes) when they are stored in ``dtype``; None otherwise.  Its pages are the kernel's cache, not the heap."""
+    if not isinstance(data, np.memmap) or not getattr(data, "filename", None) or _STORED_AS.get(data.dtype) != dtype:
+        return None
+    if not data.flags.c_contiguous or data.size == 0:
+        return None
+    return decode(np.memmap(data.filename, dtype=data.dtype, mode="c", offset=data.offset, shape=data.shape))
+
+
 class Vectors:
-    """(N, d) document vectors.  Reads return copies; ``matrix()`` keeps one whole copy (the last device and dtype
-    asked for) until :meth:`clear_cache`, so approximate strategies convert an index once per process."""
+    """(N, d) document vectors.  Reads return copies; ``matrix()`` keeps one whole matrix (the last device and dtype
+    asked for) until :meth:`clear_cache`, so approximate strategies convert an index once per process; where an
+    index's map already holds that dtype on the CPU the matrix is the map itself, so nothing is copied."""
 
     def __init__(self, data: Union[np.ndarray, torch.Tensor]):
         if data.ndim != 2:
@@ -70,11 +85,13 @@ class Vectors:
         return out.to(device=device, dtype=dtype)
 
     def matrix(self, *, device="cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """All rows as one (N, d) tensor, cached: a second call with the same device and dtype returns it again."""
+        """All rows as one (N, d) tensor, cached: a second call with the same device and dtype returns it again.
+        Read-only by contract (a tensor over the map keeps writes private to the process)."""
         key = (str(torch.device(device)), dtype)
         if self._matrix is None or self._matrix[0] != key:
             self._matrix = None   # one copy in memory at a time
-            self._matrix = (key, self.block(0, self.num_rows, device=device, dtype=dtype))
+            view = mapped_matrix(self._data, dtype) if torch.device(device).type == "cpu" else None
+            self._matrix = (key, view if view is not None else self.block(0, self.num_rows, device=device, dtype=dtype))
         return self._matrix[1]
 
     def clear_cache(self) -> None:
