@@ -1,7 +1,8 @@
 """Local vs Ray, side by side on the same cores: encode throughput (local chunk encoder vs one Ray actor with the
 same threads: Ray's overhead), and search latency per query batch (the merged index, its shards searched as one,
-the shards in Ray actors: the median of ``--rounds`` passes, taken in turn).  The Ray instance runs inside a network namespace with only ``lo`` (needs root), as
-tests/test_ray_cluster.py does, and every process in it is killed afterwards.
+the shards in Ray actors; the median of ``--rounds`` passes, the searchers taken in turn).  The Ray instance runs
+inside a network namespace with only ``lo`` (needs root), as tests/test_ray_cluster.py does, and every process in
+it is killed afterwards.
 
     python benchmarks/bench_distributed.py --corpus ../shared/data/scifact/corpus.jsonl \\
         --docs 768 --shards runs/sharded-check/scifact/shards --merged runs/sharded-check/scifact/merged \\
@@ -56,9 +57,8 @@ def driver(args):
             searcher.batch_search(qn, b, k=1000)
         return 1000 * (time.perf_counter() - t) / len(batches)
 
-    ray_searcher = RayShardedSearcher(args.shards, qenc, ray=args.address)
     searchers = {"merged": HypencoderSearcher(args.merged, qenc), "sharded": HypencoderSearcher(args.shards, qenc),
-                 "ray": ray_searcher}
+                 "ray": RayShardedSearcher(args.shards, qenc, ray=args.address)}
     for searcher in searchers.values():   # warm: maps read, actors started
         searcher.batch_search(encoded[0], batches[0], k=1000)
     passes = {name: [] for name in searchers}
@@ -69,8 +69,8 @@ def driver(args):
         out[f"search_{name}_ms_per_batch"] = statistics.median(values)
         out[f"search_{name}_passes_ms"] = values
     out["rounds"] = args.rounds
-    out["shards"] = len(ray_searcher.index.shards)
-    ray_searcher.close()
+    out["shards"] = len(searchers["ray"].index.shards)
+    searchers["ray"].close()
     print(json.dumps(out))
 
 
@@ -100,8 +100,8 @@ def main():
     print(f"encode, {r['docs']} docs, {r['threads']} threads: local {r['encode_local_docs_s']:.1f} docs/s | "
           f"Ray (1 actor, {r['threads']} CPUs) {r['encode_ray_docs_s']:.1f} docs/s | Ray overhead {overhead:+.1f}%")
     print(f"search, ms per batch of 32 queries (k=1000, q-nets pre-encoded; median of {r['rounds']} interleaved "
-          f"passes): merged "
-          f"{r['search_merged_ms_per_batch']:.1f} | {r['shards']} shards as one {r['search_sharded_ms_per_batch']:.1f}"
+          f"passes): merged {r['search_merged_ms_per_batch']:.1f} | "
+          f"{r['shards']} shards as one {r['search_sharded_ms_per_batch']:.1f}"
           f" | {r['shards']} shards in Ray actors {r['search_ray_ms_per_batch']:.1f}")
 
 

@@ -107,8 +107,8 @@ STRATEGIES: Dict[str, Strategy] = {s.name: s for s in (
               Param("anchor_top", int, 32, "best-scoring anchors whose gradients are averaged"),
               Param("seed", int, 0, "seed of the anchor sample", minimum=0),
               Param("first_stage", str, "auto", "pre-selection: scan all N inner products, or the index's faiss-ivf "
-                                                "structure (--add faiss-ivf); auto = faiss-ivf when present; scan for deep, "
-                                                "far-from-linear q-nets (docs/speed.md)",
+                                                "structure (--add faiss-ivf); auto = faiss-ivf when present; scan "
+                                                "for deep, far-from-linear q-nets (docs/speed.md)",
                     choices=("auto", "scan", "faiss-ivf")),
               Param("nprobe", int, 256, "faiss-ivf lists probed per query by the pre-selection (256 of 4,096 lists: "
                                         "recall@100 0.969 at 8.8M, docs/speed.md)"))),
